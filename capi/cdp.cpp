@@ -1,0 +1,314 @@
+// The C shim: the only place C++ meets the C ABI. Every entry point is noexcept in
+// effect (a catch-all turns any exception into a status), checks its handle against the
+// registry of open engines, maps absl::Status to pinned codes in one function, and hands
+// variable-size results out in library-owned cdp_buf.
+#include "cdp.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <shared_mutex>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "cdp/engine.hpp"
+
+struct cdp_engine {
+  uint64_t magic;
+  std::unique_ptr<cdp::Engine> engine;
+};
+
+namespace {
+
+constexpr uint64_t kMagicOpen = 0x63647065'6e67696eull;  // "cdpengin"
+
+thread_local std::string t_error;
+
+// Open handles. A freed handle is never dereferenced: it is looked up here first, so a
+// closed or foreign pointer gets CDP_EMISUSE (best effort: an address can be reused by a
+// later open). This is the library's one piece of process-wide state.
+struct Registry {
+  std::shared_mutex mu;
+  absl::flat_hash_set<const cdp_engine*> open;
+};
+Registry& registry() {
+  static Registry* r = new Registry();  // never destroyed: safe during static teardown
+  return *r;
+}
+
+int32_t Fail(int32_t code, std::string msg) {
+  t_error = std::move(msg);
+  return code;
+}
+
+int32_t Ok() {
+  t_error.clear();
+  return CDP_OK;
+}
+
+int32_t FromStatus(const absl::Status& s) {
+  if (s.ok()) return Ok();
+  int32_t code;
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument: code = CDP_EINVALID; break;
+    case absl::StatusCode::kNotFound: code = CDP_ENOTFOUND; break;
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists: code = CDP_ECONFLICT; break;
+    case absl::StatusCode::kResourceExhausted: code = CDP_ELIMIT; break;
+    case absl::StatusCode::kUnimplemented: code = CDP_EUNSUPPORTED; break;
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnavailable: code = CDP_EIO; break;
+    default: code = CDP_EINTERNAL; break;
+  }
+  return Fail(code, std::string(s.message()));
+}
+
+std::string_view View(const char* p, uint64_t n) {
+  if (p == nullptr) return {};
+  return {p, static_cast<size_t>(n)};
+}
+
+int32_t Put(cdp_buf* out, std::string&& s) {
+  if (out == nullptr) return Ok();
+  cdp_buf_free(out);
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (p == nullptr) return Fail(CDP_ENOMEM, "out of memory for the result buffer");
+  std::memcpy(p, s.data(), s.size());
+  p[s.size()] = '\0';
+  out->ptr = p;
+  out->size = s.size();
+  out->reserved = 0;
+  return Ok();
+}
+
+int32_t Put(cdp_buf* out, absl::StatusOr<std::string>&& r) {
+  if (!r.ok()) return FromStatus(r.status());
+  return Put(out, std::move(*r));
+}
+
+// Runs f with the engine if the handle is open; turns exceptions into statuses.
+template <typename F>
+int32_t With(cdp_engine* e, const char* fn, F&& f) noexcept {
+  try {
+    if (e == nullptr) return Fail(CDP_EMISUSE, std::string(fn) + ": engine is NULL");
+    {
+      std::shared_lock lock(registry().mu);
+      if (!registry().open.contains(e) || e->magic != kMagicOpen)
+        return Fail(CDP_EMISUSE, std::string(fn) + ": not an open engine (closed or foreign handle)");
+    }
+    return f(*e->engine);
+  } catch (const std::bad_alloc&) {
+    return Fail(CDP_ENOMEM, std::string(fn) + ": out of memory");
+  } catch (const std::exception& ex) {
+    return Fail(CDP_EINTERNAL, std::string(fn) + ": internal error: " + ex.what());
+  } catch (...) {
+    return Fail(CDP_EINTERNAL, std::string(fn) + ": internal error");
+  }
+}
+
+#define CDP_NEED(ptr, fn)                                                   \
+  do {                                                                      \
+    if ((ptr) == nullptr) return Fail(CDP_EMISUSE, fn ": " #ptr " is NULL"); \
+  } while (0)
+
+}  // namespace
+
+extern "C" {
+
+int32_t cdp_version(void) { return CDP_VERSION_NUMBER; }
+
+const char* cdp_version_string(void) {
+#define CDP_STR2(x) #x
+#define CDP_STR(x) CDP_STR2(x)
+  return CDP_STR(CDP_VERSION_MAJOR) "." CDP_STR(CDP_VERSION_MINOR) "." CDP_STR(CDP_VERSION_PATCH);
+}
+
+const char* cdp_status_str(int32_t status) {
+  switch (status) {
+    case CDP_OK: return "CDP_OK: success";
+    case CDP_EINVALID: return "CDP_EINVALID: invalid argument, record, config or definition";
+    case CDP_ENOTFOUND: return "CDP_ENOTFOUND: not found";
+    case CDP_ECONFLICT: return "CDP_ECONFLICT: conflicts with a rule";
+    case CDP_EBUFS: return "CDP_EBUFS: buffer too small";
+    case CDP_ENOMEM: return "CDP_ENOMEM: out of memory";
+    case CDP_EIO: return "CDP_EIO: input/output error";
+    case CDP_EMISUSE: return "CDP_EMISUSE: library misuse";
+    case CDP_EINTERNAL: return "CDP_EINTERNAL: internal error";
+    case CDP_ELIMIT: return "CDP_ELIMIT: limit exceeded";
+    case CDP_EUNSUPPORTED: return "CDP_EUNSUPPORTED: not supported";
+    default: return "unknown status";
+  }
+}
+
+const char* cdp_error_last(void) { return t_error.c_str(); }
+
+void cdp_buf_free(cdp_buf* buf) {
+  if (buf == nullptr) return;
+  std::free(buf->ptr);
+  buf->ptr = nullptr;
+  buf->size = 0;
+  buf->reserved = 0;
+}
+
+int32_t cdp_config_default(cdp_buf* out) {
+  CDP_NEED(out, "cdp_config_default");
+  try {
+    return Put(out, std::string(cdp::DefaultConfigJson()));
+  } catch (...) {
+    return Fail(CDP_ENOMEM, "cdp_config_default: out of memory");
+  }
+}
+
+int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_len, const char* dir) {
+  CDP_NEED(out, "cdp_engine_open");
+  *out = nullptr;
+  try {
+    if (dir != nullptr && dir[0] != '\0')
+      return Fail(CDP_EUNSUPPORTED, "cdp_engine_open: persistent engines (a directory) are not supported "
+                                    "by this version; pass NULL for an in-memory engine");
+    auto eng = cdp::Engine::Open(View(config, config_len));
+    if (!eng.ok()) return FromStatus(eng.status());
+    auto* h = new cdp_engine{kMagicOpen, std::move(*eng)};
+    {
+      std::unique_lock lock(registry().mu);
+      registry().open.insert(h);
+    }
+    *out = h;
+    return Ok();
+  } catch (const std::bad_alloc&) {
+    return Fail(CDP_ENOMEM, "cdp_engine_open: out of memory");
+  } catch (...) {
+    return Fail(CDP_EINTERNAL, "cdp_engine_open: internal error");
+  }
+}
+
+int32_t cdp_engine_close(cdp_engine* engine) {
+  if (engine == nullptr) return Ok();
+  {
+    std::unique_lock lock(registry().mu);
+    if (!registry().open.erase(engine))
+      return Fail(CDP_EMISUSE, "cdp_engine_close: not an open engine (closed twice, or foreign handle)");
+  }
+  engine->magic = 0;
+  delete engine;
+  return Ok();
+}
+
+int32_t cdp_engine_stats(cdp_buf* out, cdp_engine* engine) {
+  CDP_NEED(out, "cdp_engine_stats");
+  return With(engine, "cdp_engine_stats", [&](cdp::Engine& e) { return Put(out, e.StatsJson()); });
+}
+
+int32_t cdp_ingest_ndjson(cdp_buf* out, cdp_engine* engine, const char* data, uint64_t len, uint32_t flags) {
+  return With(engine, "cdp_ingest_ndjson", [&](cdp::Engine& e) -> int32_t {
+    if (data == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_ingest_ndjson: data is NULL");
+    if (flags & ~CDP_INGEST_ASSIGN) return Fail(CDP_EINVALID, "cdp_ingest_ndjson: unknown flags");
+    auto r = e.IngestNdjson(View(data, len), flags & CDP_INGEST_ASSIGN);
+    return Put(out, std::move(r));
+  });
+}
+
+int32_t cdp_ingest_record(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
+  return With(engine, "cdp_ingest_record", [&](cdp::Engine& e) -> int32_t {
+    if (json == nullptr) return Fail(CDP_EMISUSE, "cdp_ingest_record: json is NULL");
+    return Put(out, e.IngestRecord(View(json, len)));
+  });
+}
+
+int32_t cdp_resolve(uint64_t* out, cdp_engine* engine, const char* type, uint64_t type_len,
+                    const char* value, uint64_t value_len) {
+  CDP_NEED(out, "cdp_resolve");
+  *out = 0;
+  return With(engine, "cdp_resolve", [&](cdp::Engine& e) -> int32_t {
+    auto r = e.Resolve(View(type, type_len), View(value, value_len));
+    if (!r.ok()) return FromStatus(r.status());
+    *out = *r;
+    return Ok();
+  });
+}
+
+int32_t cdp_person_identifiers(cdp_buf* out, cdp_engine* engine, uint64_t oneid, uint32_t flags) {
+  CDP_NEED(out, "cdp_person_identifiers");
+  return With(engine, "cdp_person_identifiers", [&](cdp::Engine& e) {
+    return Put(out, e.PersonIdentifiers(oneid, flags & CDP_MASK));
+  });
+}
+
+int32_t cdp_persons_page(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit, uint32_t flags) {
+  CDP_NEED(out, "cdp_persons_page");
+  return With(engine, "cdp_persons_page", [&](cdp::Engine& e) {
+    return Put(out, e.PersonsPage(cursor, limit, flags & CDP_MASK));
+  });
+}
+
+int32_t cdp_explain(cdp_buf* out, cdp_engine* engine, const char* type_a, uint64_t type_a_len,
+                    const char* value_a, uint64_t value_a_len, const char* type_b, uint64_t type_b_len,
+                    const char* value_b, uint64_t value_b_len) {
+  CDP_NEED(out, "cdp_explain");
+  return With(engine, "cdp_explain", [&](cdp::Engine& e) {
+    return Put(out, e.Explain(View(type_a, type_a_len), View(value_a, value_a_len),
+                              View(type_b, type_b_len), View(value_b, value_b_len)));
+  });
+}
+
+int32_t cdp_identifier_remove(cdp_buf* out, cdp_engine* engine, const char* type, uint64_t type_len,
+                              const char* value, uint64_t value_len) {
+  return With(engine, "cdp_identifier_remove", [&](cdp::Engine& e) {
+    return Put(out, e.RemoveIdentifier(View(type, type_len), View(value, value_len)));
+  });
+}
+
+int32_t cdp_source_remove(cdp_buf* out, cdp_engine* engine, const char* source, uint64_t source_len) {
+  return With(engine, "cdp_source_remove", [&](cdp::Engine& e) {
+    return Put(out, e.RemoveSource(View(source, source_len)));
+  });
+}
+
+int32_t cdp_person_split(cdp_buf* out, cdp_engine* engine, uint64_t oneid, const char* idents_json,
+                         uint64_t idents_len) {
+  return With(engine, "cdp_person_split", [&](cdp::Engine& e) -> int32_t {
+    if (idents_json == nullptr) return Fail(CDP_EMISUSE, "cdp_person_split: idents_json is NULL");
+    return Put(out, e.Split(oneid, View(idents_json, idents_len)));
+  });
+}
+
+int32_t cdp_rule_add(uint64_t* out_rule, cdp_engine* engine, const char* kind, uint64_t kind_len,
+                     const char* type_a, uint64_t type_a_len, const char* value_a, uint64_t value_a_len,
+                     const char* type_b, uint64_t type_b_len, const char* value_b, uint64_t value_b_len,
+                     const char* note, uint64_t note_len) {
+  CDP_NEED(out_rule, "cdp_rule_add");
+  *out_rule = 0;
+  return With(engine, "cdp_rule_add", [&](cdp::Engine& e) -> int32_t {
+    auto r = e.AddRule(View(kind, kind_len), View(type_a, type_a_len), View(value_a, value_a_len),
+                       View(type_b, type_b_len), View(value_b, value_b_len), View(note, note_len));
+    if (!r.ok()) return FromStatus(r.status());
+    *out_rule = *r;
+    return Ok();
+  });
+}
+
+int32_t cdp_rule_remove(cdp_buf* out, cdp_engine* engine, uint64_t rule) {
+  return With(engine, "cdp_rule_remove", [&](cdp::Engine& e) { return Put(out, e.RemoveRule(rule)); });
+}
+
+int32_t cdp_rules_list(cdp_buf* out, cdp_engine* engine) {
+  CDP_NEED(out, "cdp_rules_list");
+  return With(engine, "cdp_rules_list", [&](cdp::Engine& e) { return Put(out, e.RulesJson()); });
+}
+
+int32_t cdp_feed_read(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit) {
+  CDP_NEED(out, "cdp_feed_read");
+  return With(engine, "cdp_feed_read", [&](cdp::Engine& e) { return Put(out, e.FeedJson(cursor, limit)); });
+}
+
+int32_t cdp_feed_trim(cdp_engine* engine, uint64_t cursor) {
+  return With(engine, "cdp_feed_trim", [&](cdp::Engine& e) {
+    e.TrimFeed(cursor);
+    return Ok();
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,276 @@
+/*
+ * cdp.h — the C API of cdpcore, the embeddable engine of a Customer Data Platform.
+ *
+ * This header is the only ABI-stable surface of the library. The rules:
+ *
+ *  1. Status. Every function that can fail returns an int32_t status: CDP_OK (0) on
+ *     success, a negative CDP_E* code otherwise. Codes are pinned forever.
+ *  2. Errors. After a failure, cdp_error_last() describes it in words (for a bad record
+ *     or definition: the line, column or field). It is thread-local, never NULL, and
+ *     valid until the next cdp_* call on the same thread. cdp_status_str() names a code.
+ *  3. Buffers. Variable-size results are written into a cdp_buf the caller declares
+ *     zero-initialised (CDP_BUF_INIT) and releases with cdp_buf_free(). A buffer passed
+ *     in that already holds data is freed and refilled. Results are UTF-8 JSON unless a
+ *     function says otherwise; ptr is NUL-terminated for convenience (not counted in size).
+ *     Never call free() on library memory.
+ *  4. Handles. Handles are opaque. cdp_engine_close() accepts NULL. A closed or foreign
+ *     handle is detected on a best-effort basis and answered with CDP_EMISUSE instead of
+ *     a crash; do not rely on it as a feature.
+ *  5. Strings. Strings are passed as pointer + byte length and need not be
+ *     NUL-terminated; they must be valid UTF-8. A NULL pointer with length 0 is the empty
+ *     string.
+ *  6. Threads. An engine handle is used by one thread at a time: the host serialises
+ *     calls on one handle. Different handles are independent. (A reader-writer contract
+ *     arrives with the durability work and will be documented here.)
+ *  7. Time. The engine never reads the clock: every time is an argument or a field of
+ *     the input (epoch milliseconds, UTC).
+ *  8. OneIDs. A person is named by a OneID, an unsigned 64-bit integer below 2^63 and
+ *     never 0. A OneID absorbed by a merge redirects to the survivor forever: every
+ *     function that takes a OneID accepts an absorbed one and answers for the survivor.
+ *  9. Versions. Signatures never change; new behaviour comes as new functions (a _v2
+ *     suffix when one replaces another). The shared library's SOVERSION is the major.
+ */
+#ifndef CDP_H
+#define CDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  if defined(CDP_BUILDING)
+#    define CDP_API __declspec(dllexport)
+#  else
+#    define CDP_API
+#  endif
+#else
+#  define CDP_API __attribute__((visibility("default")))
+#endif
+
+#define CDP_VERSION_MAJOR 0
+#define CDP_VERSION_MINOR 1
+#define CDP_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH, comparable with cdp_version(). */
+#define CDP_VERSION_NUMBER (CDP_VERSION_MAJOR * 10000 + CDP_VERSION_MINOR * 100 + CDP_VERSION_PATCH)
+
+/* Status codes. Pinned: a value never changes meaning. */
+#define CDP_OK           0   /**< success */
+#define CDP_EINVALID    (-1) /**< bad argument, record, config or definition */
+#define CDP_ENOTFOUND   (-2) /**< the identifier, person or rule does not exist */
+#define CDP_ECONFLICT   (-3) /**< the request contradicts a rule (e.g. never_link) */
+#define CDP_EBUFS       (-4) /**< a caller-supplied buffer is too small */
+#define CDP_ENOMEM      (-5) /**< out of memory */
+#define CDP_EIO         (-6) /**< an operating-system I/O error */
+#define CDP_EMISUSE     (-7) /**< NULL, closed or foreign handle; call out of order */
+#define CDP_EINTERNAL   (-8) /**< a bug in cdpcore: please report it */
+#define CDP_ELIMIT      (-9) /**< a configured limit was exceeded */
+#define CDP_EUNSUPPORTED (-10) /**< valid, but not supported by this build or mode */
+
+/* Flags of cdp_ingest_ndjson(). */
+#define CDP_INGEST_ASSIGN 0x1u /**< add "assign": the OneID of every input line (0: none) */
+
+/* Flags of cdp_person_identifiers() and cdp_persons_page(). */
+#define CDP_MASK 0x1u /**< mask identifier values by type: 138****8000, a***@x.com */
+
+/** A library-owned byte buffer. Declare with CDP_BUF_INIT, release with cdp_buf_free(). */
+typedef struct cdp_buf {
+  char *ptr;          /**< the bytes, NUL-terminated; NULL when empty */
+  uint64_t size;      /**< number of bytes, not counting the NUL */
+  uint64_t reserved;  /**< library use; leave as initialised */
+} cdp_buf;
+
+#define CDP_BUF_INIT {NULL, 0, 0}
+
+/** An engine: the identity graph and everything derived from it. Opaque. */
+typedef struct cdp_engine cdp_engine;
+
+/* ---------------------------------------------------------------------------------- */
+/* Library                                                                              */
+
+/** The runtime version as CDP_VERSION_NUMBER. Never fails. Thread-safe. */
+CDP_API int32_t cdp_version(void);
+
+/** The runtime version as "MAJOR.MINOR.PATCH"; a static string. Thread-safe. */
+CDP_API const char *cdp_version_string(void);
+
+/** A static English name for a status code ("CDP_EINVALID: invalid argument"); an
+ *  unknown code gives "unknown status". Never NULL. Thread-safe. */
+CDP_API const char *cdp_status_str(int32_t status);
+
+/** The description of the last failure on this thread, or "" if the last call
+ *  succeeded. Never NULL. Valid until the next cdp_* call on this thread. */
+CDP_API const char *cdp_error_last(void);
+
+/** Releases a buffer's memory and resets it to empty. Accepts NULL and empty buffers. */
+CDP_API void cdp_buf_free(cdp_buf *buf);
+
+/** Writes the built-in default engine config (JSON) into out. It lists every identifier
+ *  policy option with the shipped values for Chinese channel ids and the blocklist pack.
+ *  Returns CDP_OK, CDP_EMISUSE (out is NULL) or CDP_ENOMEM. Thread-safe. */
+CDP_API int32_t cdp_config_default(cdp_buf *out);
+
+/* ---------------------------------------------------------------------------------- */
+/* Engine                                                                               */
+
+/** Opens an engine.
+ *  config/config_len: a JSON engine config (see docs/config.md); NULL or length 0 means
+ *  the default config. dir: NULL (or "") for an in-memory engine; a directory path opens a
+ *  persistent engine, which this version answers with CDP_EUNSUPPORTED.
+ *  On success *out owns a new handle, to be released with cdp_engine_close().
+ *  Returns CDP_OK, CDP_EMISUSE (out is NULL), CDP_EINVALID (bad config: cdp_error_last()
+ *  names the line, column or JSON path), CDP_EUNSUPPORTED or CDP_ENOMEM. On failure
+ *  *out is set to NULL. */
+CDP_API int32_t cdp_engine_open(cdp_engine **out, const char *config, uint64_t config_len,
+                                const char *dir);
+
+/** Closes an engine and frees everything it holds. Accepts NULL (CDP_OK). Returns
+ *  CDP_EMISUSE for a handle that is not an open engine. The handle is invalid after. */
+CDP_API int32_t cdp_engine_close(cdp_engine *engine);
+
+/** Writes engine statistics into out: counts of persons, identifiers, evidence links,
+ *  conflicts, quarantined identifiers, records, the feed's cursor range, and memory in
+ *  bytes by structure. Returns CDP_OK, CDP_EMISUSE or CDP_ENOMEM. */
+CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
+
+/* ---------------------------------------------------------------------------------- */
+/* Ingestion                                                                            */
+
+/** Ingests a batch of NDJSON records (one JSON object per line; docs/records.md).
+ *  The batch is linked in an order that does not depend on the order of its lines (by
+ *  time, then a stable content key), so any permutation yields the same persons.
+ *  A malformed line is rejected with its line number (1-based within data) and field;
+ *  the other lines still land. Blank lines are skipped.
+ *  out (may be NULL) receives the report:
+ *    {"lines":N,"accepted":N,"rejected":N,
+ *     "errors":[{"line":3,"field":"ts","message":"..."}],        (at most 1000 listed)
+ *     "ids":{"accepted":N,"rejected":{"invalid":N,"blocked":N,...}},
+ *     "unknown_types":{"type":N}, "persons_created":N, "merges":N, "conflicts":N,
+ *     "quarantined":N, "feed":{"from":C,"to":C}}
+ *  With CDP_INGEST_ASSIGN it also has "assign":[oneid per line], 0 for a line that was
+ *  rejected or linked no identifier; each is the OneID at the end of the batch.
+ *  Returns CDP_OK even when lines were rejected (the report says which);
+ *  CDP_EMISUSE, CDP_ELIMIT (data over the batch limit), CDP_ENOMEM. */
+CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *data,
+                                  uint64_t len, uint32_t flags);
+
+/** Ingests one record (one JSON object). out (may be NULL) receives
+ *  {"oneid":N,"ids":{"accepted":N,"rejected":{...}},"persons_created":N,"merges":N,...}.
+ *  Returns CDP_OK, CDP_EINVALID (malformed: cdp_error_last() names the field; nothing
+ *  was ingested), CDP_EMISUSE, CDP_ELIMIT, CDP_ENOMEM. */
+CDP_API int32_t cdp_ingest_record(cdp_buf *out, cdp_engine *engine, const char *json,
+                                  uint64_t len);
+
+/* ---------------------------------------------------------------------------------- */
+/* Persons                                                                              */
+
+/** Resolves an identifier to its person. The value is normalised with the type's policy
+ *  first, so "+86 138-0013-8000" finds "13800138000".
+ *  Returns CDP_OK with *out set, CDP_ENOTFOUND (unknown identifier, or the value does not
+ *  normalise), CDP_EMISUSE. */
+CDP_API int32_t cdp_resolve(uint64_t *out, cdp_engine *engine, const char *type,
+                            uint64_t type_len, const char *value, uint64_t value_len);
+
+/** Writes a person's identifiers into out:
+ *    {"oneid":N,"requested":N,"size":N,"first_seen":ms,"last_seen":ms,
+ *     "identifiers":[{"type":"mobile","value":"...","trust":"strong","first_seen":ms,
+ *                     "quarantined":false}]}
+ *  "requested" differs from "oneid" when the requested OneID was absorbed.
+ *  flags: CDP_MASK masks values. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
+                                       uint32_t flags);
+
+/** Lists persons in a stable internal order, a page at a time:
+ *    {"persons":[{"oneid":N,"size":N,"first_seen":ms,"identifiers":[...]}],"next":C}
+ *  Start with cursor 0; pass "next" back; "next" is 0 after the last page. limit is
+ *  clamped to 1..10000. flags: CDP_MASK. Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_persons_page(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
+                                 uint32_t limit, uint32_t flags);
+
+/** Explains two identifiers. If they belong to one person, out receives the evidence path
+ *  that joins them: {"linked":true,"oneid":N,"path":[{"from":"mobile:...",
+ *  "to":"unionid:...","rule":"record","source":"wecom","record":R,"ts":ms,"count":N}]}.
+ *  If not, the rule that kept them apart, when one did: {"linked":false,
+ *  "oneids":[A,B],"kept_apart_by":{"reason":"unique_type","type":"unionid",...}|null}.
+ *  Values are normalised first. Returns CDP_OK, CDP_ENOTFOUND (either identifier unknown),
+ *  CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_explain(cdp_buf *out, cdp_engine *engine,
+                            const char *type_a, uint64_t type_a_len,
+                            const char *value_a, uint64_t value_a_len,
+                            const char *type_b, uint64_t type_b_len,
+                            const char *value_b, uint64_t value_b_len);
+
+/* ---------------------------------------------------------------------------------- */
+/* Unmerge and manual rules                                                             */
+/* Each of these rebuilds only the affected person from its remaining evidence. The side
+ * holding the person's anchor identifier keeps the OneID; other sides get new OneIDs (or
+ * regain the OneID they had before they were absorbed). out (may be NULL) receives
+ * {"oneids":[...the persons that result...],"feed":{"from":C,"to":C}}. */
+
+/** Removes an identifier and all evidence that touches it. Returns CDP_OK, CDP_ENOTFOUND,
+ *  CDP_EMISUSE, CDP_ENOMEM. A later record carrying the identifier creates it anew. */
+CDP_API int32_t cdp_identifier_remove(cdp_buf *out, cdp_engine *engine, const char *type,
+                                      uint64_t type_len, const char *value,
+                                      uint64_t value_len);
+
+/** Removes all evidence that came from a source (e.g. a system found to be wrong).
+ *  Identifiers left with no evidence and no other source are removed too.
+ *  Returns CDP_OK, CDP_ENOTFOUND (no such source), CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_source_remove(cdp_buf *out, cdp_engine *engine, const char *source,
+                                  uint64_t source_len);
+
+/** Splits a person: the identifiers listed in idents_json (a JSON array of
+ *  "type:value" strings, all of the person) become one side, the rest the other. The
+ *  evidence between the sides is cut and a never_link rule between their anchors is added
+ *  (listed by cdp_rules_list, removable) so later records do not merge them again.
+ *  Returns CDP_OK, CDP_EINVALID (bad JSON, an identifier of another person, or all or none
+ *  of them), CDP_ENOTFOUND, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_split(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
+                                 const char *idents_json, uint64_t idents_len);
+
+/** Adds a manual rule between two identifiers (created if unknown). kind is "force_link"
+ *  (join their persons despite the identifier policies) or "never_link" (they must never
+ *  share a person: a person holding both is split). note is free text kept with the rule.
+ *  *out_rule receives the rule's id. Both kinds are logged in the change feed and
+ *  reversible with cdp_rule_remove(). Returns CDP_OK, CDP_EINVALID (unknown kind, values
+ *  that do not normalise), CDP_ECONFLICT (force_link across a never_link rule, or the
+ *  reverse), CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_rule_add(uint64_t *out_rule, cdp_engine *engine, const char *kind,
+                             uint64_t kind_len, const char *type_a, uint64_t type_a_len,
+                             const char *value_a, uint64_t value_a_len,
+                             const char *type_b, uint64_t type_b_len,
+                             const char *value_b, uint64_t value_b_len,
+                             const char *note, uint64_t note_len);
+
+/** Removes a manual rule and rebuilds the persons it touched. out as above.
+ *  Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_rule_remove(cdp_buf *out, cdp_engine *engine, uint64_t rule);
+
+/** Lists manual rules: {"rules":[{"id":N,"kind":"never_link","a":"type:value",
+ *  "b":"type:value","note":"..."}]}. Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_rules_list(cdp_buf *out, cdp_engine *engine);
+
+/* ---------------------------------------------------------------------------------- */
+/* Change feed                                                                          */
+
+/** Reads change-feed events with sequence number >= cursor, at most limit (clamped to
+ *  1..100000): {"events":[{"seq":N,"kind":"merged",...}],"next":C}. Pass "next" back to
+ *  continue; an empty list means caught up. Kinds: person_created, merged, split,
+ *  conflict, identifier_rejected, identifier_quarantined, identifier_removed,
+ *  rule_added, rule_removed (docs/feed.md lists each kind's fields).
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_feed_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
+                              uint32_t limit);
+
+/** Drops feed events with sequence number < cursor, which the host has consumed, to free
+ *  memory. Later reads below it return from the first retained event.
+ *  Returns CDP_OK, CDP_EMISUSE. */
+CDP_API int32_t cdp_feed_trim(cdp_engine *engine, uint64_t cursor);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* CDP_H */

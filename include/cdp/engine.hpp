@@ -1,0 +1,74 @@
+// cdp/engine.hpp — the engine facade: one object that owns the config, the parser, the
+// identity graph and the change feed, and speaks JSON to the C API.
+//
+// Data path: NDJSON bytes → RecordParser (normalise, validate; bad lines reported with
+// line and field) → sort the batch by (time, content key) so any permutation of a batch
+// links the same → IdentityGraph::AddRecord per record → change feed. Queries read the
+// graph. Time is never read from a clock: it comes from the records.
+//
+// Thread rule: one thread at a time per Engine (the host serialises calls).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "cdp/feed.hpp"
+#include "cdp/identity.hpp"
+#include "cdp/policy.hpp"
+
+namespace cdp {
+
+class Engine {
+ public:
+  // config_json empty: the built-in default config.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(std::string_view config_json);
+  ~Engine();
+
+  // Ingests NDJSON; returns the report JSON (see cdp_ingest_ndjson in cdp.h).
+  absl::StatusOr<std::string> IngestNdjson(std::string_view data, bool assign);
+  // Ingests one record; malformed records are an InvalidArgument error naming the field.
+  absl::StatusOr<std::string> IngestRecord(std::string_view json);
+
+  absl::StatusOr<uint64_t> Resolve(std::string_view type, std::string_view value);
+  absl::StatusOr<std::string> PersonIdentifiers(uint64_t oneid, bool mask);
+  std::string PersonsPage(uint64_t cursor, uint32_t limit, bool mask);
+  absl::StatusOr<std::string> Explain(std::string_view type_a, std::string_view value_a,
+                                      std::string_view type_b, std::string_view value_b);
+
+  absl::StatusOr<std::string> RemoveIdentifier(std::string_view type, std::string_view value);
+  absl::StatusOr<std::string> RemoveSource(std::string_view source);
+  absl::StatusOr<std::string> Split(uint64_t oneid, std::string_view idents_json);
+  absl::StatusOr<uint64_t> AddRule(std::string_view kind, std::string_view type_a,
+                                   std::string_view value_a, std::string_view type_b,
+                                   std::string_view value_b, std::string_view note);
+  absl::StatusOr<std::string> RemoveRule(uint64_t id);
+  std::string RulesJson();
+
+  std::string FeedJson(uint64_t cursor, uint32_t limit);
+  void TrimFeed(uint64_t cursor) { feed_.Trim(cursor); }
+  std::string StatsJson();
+
+  const EngineConfig& config() const { return cfg_; }
+  IdentityGraph& graph() { return *graph_; }
+  const Feed& feed() const { return feed_; }
+
+  // "type:value" of a node, masked by its type's policy when mask is set.
+  std::string Display(NodeId n, bool mask) const;
+
+ private:
+  Engine() = default;
+  struct Impl;
+  EngineConfig cfg_;
+  Feed feed_;
+  std::unique_ptr<IdentityGraph> graph_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Masks a value for display: 138****8000 for mobiles, a***@x.com for emails, the ends
+// only for others. Scoped values ("app/openid") keep their scope.
+std::string MaskValue(Normalizer kind, std::string_view value);
+
+}  // namespace cdp

@@ -1,0 +1,84 @@
+// cdp/feed.hpp — the change feed: what the engine did, in order, readable from a cursor.
+//
+// A CRM mirrors persons in its own tables; the feed tells it when to create, merge or
+// split rows, and why. Events are small fixed records (identifiers are referenced by node,
+// OneIDs by value); rendering to JSON happens on read. The host trims what it consumed.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace cdp {
+
+// Why a union was refused. Pinned order: names appear in the feed and in explanations.
+enum class Refusal : uint8_t { kNone, kUniqueType, kTypeLimit, kWeakBridge, kNeverLink };
+std::string_view RefusalName(Refusal r);
+
+struct FeedEvent {
+  enum class Kind : uint8_t {
+    kPersonCreated,   // a: the new OneID; node: its anchor
+    kMerged,          // a: survivor, b: absorbed; link: the evidence that joined them
+    kSplit,           // a: the person split, b: a new person that left it
+    kConflict,        // a, b: the persons kept apart; link: the refused evidence
+    kIdRejected,      // text: "type:value"; reason: Rejection; count: occurrences
+    kIdQuarantined,   // node; a: the person it was detached from (0: none)
+    kIdRemoved,       // node; a: its person before
+    kRuleAdded,       // rule: id; a, b: persons affected
+    kRuleRemoved,     // rule: id
+  };
+  uint64_t seq = 0;
+  Kind kind{};
+  uint8_t reason = 0;
+  uint16_t source = 0;
+  uint32_t link = 0xFFFFFFFFu;
+  uint32_t node = 0xFFFFFFFFu;
+  uint32_t text = 0xFFFFFFFFu;   // index into Feed::texts
+  uint32_t count = 0;
+  int64_t ts = 0;                 // the time of the input that caused it (0: none)
+  uint64_t a = 0, b = 0;
+  uint64_t record = 0;            // the record (engine-wide sequence), 0: none
+  uint64_t rule = 0;
+};
+std::string_view FeedKindName(FeedEvent::Kind k);
+
+class Feed {
+ public:
+  FeedEvent& Append(FeedEvent::Kind kind) {
+    events_.emplace_back();
+    FeedEvent& e = events_.back();
+    e.seq = next_++;
+    e.kind = kind;
+    return e;
+  }
+  uint32_t AddText(std::string s) {
+    texts_.push_back(std::move(s));
+    return static_cast<uint32_t>(texts_.size() - 1);
+  }
+  // Events with seq >= cursor, at most limit.
+  template <typename F>
+  uint64_t Read(uint64_t cursor, uint32_t limit, F&& f) const {
+    uint64_t first = next_ - events_.size();
+    if (cursor < first) cursor = first;
+    uint64_t end = std::min<uint64_t>(next_, cursor + limit);
+    for (uint64_t s = cursor; s < end; ++s) f(events_[s - first]);
+    return end;
+  }
+  void Trim(uint64_t cursor) {
+    uint64_t first = next_ - events_.size();
+    while (!events_.empty() && first < cursor) { events_.pop_front(); ++first; }
+    if (events_.empty()) texts_.clear();  // texts are only referenced by retained events
+  }
+  const std::string& text(uint32_t i) const { return texts_[i]; }
+  uint64_t first() const { return next_ - events_.size(); }
+  uint64_t next() const { return next_; }
+  uint64_t bytes() const { return events_.size() * sizeof(FeedEvent) + texts_.size() * 48; }
+
+ private:
+  std::deque<FeedEvent> events_;
+  std::vector<std::string> texts_;
+  uint64_t next_ = 1;  // cursors start at 1; 0 means "from the beginning"
+};
+
+}  // namespace cdp

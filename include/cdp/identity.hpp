@@ -1,0 +1,181 @@
+// cdp/identity.hpp — the identity graph: identifiers into persons (OneID).
+//
+// Every distinct identifier (type, normalised value) is a node of a constrained union-find
+// (union by size, path halving). A person is a component; its root keeps a summary
+// (OneID, first seen, size, strong count, per-type counts for limited types). A record
+// links its identifiers; each link is kept as evidence (source, record, time, rule) and
+// deduplicated per (pair, source, rule), so every person can be explained and rebuilt.
+//
+// Rules are checked at union time, never after: a union that would give a person two
+// values of a unique type, more than max_per_person of a type, or that would let a weak
+// identifier (device, address) join two persons that each hold strong identifiers is
+// refused and kept as a conflict. An identifier refused with more than quarantine_after
+// distinct persons is quarantined: it stops linking and is detached from its person.
+//
+// Union-find cannot delete, so unmerge (remove an identifier, remove a source, split a
+// person, manual rules) rebuilds only the affected components by replaying their
+// remaining evidence in time order through the same checks.
+//
+// OneIDs are derived from a person's anchor identifier (a keyed hash), so rebuilding from
+// the same inputs yields the same OneIDs. On a merge the survivor (earliest first seen,
+// then anchor priority) keeps its OneID and the absorbed one redirects to it forever; a
+// split gives the side holding the anchor the old OneID, and a side that regains an
+// absorbed person's anchor gets that person's OneID back.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "cdp/feed.hpp"
+#include "cdp/policy.hpp"
+#include "cdp/record.hpp"
+
+namespace cdp {
+
+using NodeId = uint32_t;
+inline constexpr NodeId kNoNode = 0xFFFFFFFFu;
+
+enum class LinkRule : uint8_t { kRecord, kWeighted, kForce };
+enum class LinkState : uint8_t { kActive, kRefused, kRemoved };
+std::string_view LinkRuleName(LinkRule r);
+
+struct Node {
+  const char* str;        // normalised value, in the graph's arena
+  uint16_t len;
+  uint16_t type;
+  uint8_t flags;
+  uint8_t pad;
+  uint16_t source0;       // the first source that carried it
+  NodeId parent;
+  NodeId next;            // circular list of the component's members
+  uint32_t first_link;    // head of the adjacency list (kNoLink: none)
+  uint32_t summary;       // at roots: index of the person summary (kNoSummary: none)
+  int64_t first_seen;
+};
+
+// One piece of evidence: two identifiers seen together (or linked by a rule).
+struct Link {
+  NodeId a, b;
+  uint32_t next_a, next_b;  // adjacency lists of a and of b
+  uint64_t record;          // the earliest record that carried it
+  int64_t ts;               // that record's time
+  uint32_t count;           // how many records carried it
+  uint16_t source;
+  LinkRule rule;
+  LinkState state;
+  Refusal reason;           // when refused
+  uint8_t pad;              // 1 once listed among the refused links
+  uint16_t reason_type;     // the type whose limit refused it
+};
+
+struct Person {
+  uint64_t oneid;
+  int64_t first_seen;
+  uint32_t size;     // identifiers
+  uint32_t strong;   // strong identifiers
+  NodeId anchor;
+  uint32_t rule_endpoints;  // never_link endpoints inside: enables the rule check
+};
+
+struct ManualRule {
+  uint64_t id;
+  bool never;          // never_link; else force_link
+  bool active;
+  NodeId a, b;
+  uint32_t link;       // force_link: its evidence link
+  std::string note;
+};
+
+// Counters of one linking run, for reports.
+struct LinkStats {
+  uint64_t persons_created = 0;
+  uint64_t merges = 0;
+  uint64_t conflicts = 0;
+  uint64_t quarantined = 0;
+  uint64_t ids_quarantined_skipped = 0;
+};
+
+class IdentityGraph {
+ public:
+  static constexpr uint32_t kNoLink = 0xFFFFFFFFu;
+  static constexpr uint32_t kNoSummary = 0xFFFFFFFFu;
+
+  // cfg and feed outlive the graph; cfg.types may grow (unknown types).
+  IdentityGraph(const EngineConfig& cfg, Feed& feed);
+  ~IdentityGraph();
+
+  // Links one parsed record. Returns its anchor (the node whose person is the record's
+  // person), or kNoNode when it carried no usable identifier.
+  NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st);
+
+  // Lookups. Find returns kNoNode when unknown (or removed).
+  NodeId Find(uint32_t type, std::string_view normalized) const;
+  NodeId Root(NodeId n);
+  bool Live(NodeId n) const;          // exists, not removed, not quarantined
+  bool Quarantined(NodeId n) const;
+  uint64_t OneIdOf(NodeId n);         // 0 when the node has no person
+  // Follows redirects: the live person's anchor for a OneID, or kNoNode.
+  NodeId PersonAnchor(uint64_t oneid) const;
+  uint64_t Canonical(uint64_t oneid) const;  // the live OneID a OneID redirects to, or 0
+  const Person& PersonAt(NodeId root) const { return persons_[nodes_[root].summary]; }
+  std::vector<NodeId> Members(NodeId n);     // members of n's component, in node order
+
+  // Explain: the evidence path that joins a and b (link indexes), or the link/rule that
+  // kept them apart.
+  struct Explanation {
+    bool linked = false;
+    std::vector<uint32_t> path;   // links from a to b
+    std::vector<NodeId> hops;     // nodes from a to b
+    uint32_t refused_link = kNoLink;
+    const ManualRule* rule = nullptr;
+    NodeId quarantined = kNoNode;
+  };
+  Explanation Explain(NodeId a, NodeId b);
+
+  // Unmerge operations: each rebuilds the affected components and reports the OneIDs
+  // that result.
+  std::vector<uint64_t> RemoveIdentifier(NodeId n);
+  // Returns nullopt-equivalent (empty, found=false) when the source carried no links.
+  std::vector<uint64_t> RemoveSource(uint32_t source, bool& found);
+  // Splits side off its person. side must be a non-empty proper subset of one person.
+  std::vector<uint64_t> Split(const std::vector<NodeId>& side, uint64_t& rule_id);
+
+  // Manual rules. Node creation for unknown identifiers goes through Intern.
+  NodeId Intern(uint32_t type, std::string_view normalized, int64_t ts, uint32_t source);
+  enum class RuleResult { kOk, kConflict };
+  RuleResult AddForceLink(NodeId a, NodeId b, std::string note, uint32_t source, uint64_t& id,
+                          std::vector<uint64_t>& oneids);
+  RuleResult AddNeverLink(NodeId a, NodeId b, std::string note, uint64_t& id,
+                          std::vector<uint64_t>& oneids);
+  bool RemoveRule(uint64_t id, std::vector<uint64_t>& oneids);
+  const std::vector<ManualRule>& rules() const { return rules_; }
+
+  // Read access for rendering.
+  const Node& node(NodeId n) const { return nodes_[n]; }
+  std::string_view Value(NodeId n) const { return {nodes_[n].str, nodes_[n].len}; }
+  const Link& link(uint32_t i) const { return links_[i]; }
+  size_t node_count() const { return nodes_.size(); }
+
+  struct Counts {
+    uint64_t persons, identifiers, links, conflicts, quarantined, redirects;
+  };
+  Counts counts() const;
+  // Bytes held, by structure: {"nodes", n}, ...
+  std::vector<std::pair<std::string, uint64_t>> Memory() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  // Hot arrays live here so inline accessors stay cheap; Impl holds the rest.
+  std::vector<Node> nodes_;
+  std::vector<Link> links_;
+  std::vector<Person> persons_;
+  std::vector<ManualRule> rules_;
+};
+
+}  // namespace cdp

@@ -1,0 +1,118 @@
+// cdp/policy.hpp — what an identifier is allowed to be, and how it links.
+//
+// Every identifier type (mobile, unionid, device_id, ...) has a policy: how raw values are
+// normalised and validated, which values are junk (blocklist), how many of them one person
+// may hold, and whether the type is trusted to join two persons on its own (strong) or only
+// through weighted matching (weak). The engine config is a list of such policies plus the
+// engine-wide limits; it is parsed from JSON by config.cpp.
+//
+// Cleaning comes before merging (DOMAIN.md, data governance): a value that fails its policy
+// never reaches the identity graph; it is counted in the ingest report by reason.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+
+namespace cdp {
+
+// Transparent hashing of std::string keys by std::string_view (abseil's StringHash takes
+// absl::string_view, which Debian's abseil keeps distinct from std::string_view).
+struct StrHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+struct StrEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+
+enum class Normalizer : uint8_t { kNone, kTrim, kLower, kCnMobile, kEmail, kRegex };
+enum class Trust : uint8_t { kStrong, kWeak };
+
+// Why an identifier value was not taken. Pinned order: the names appear in reports.
+enum class Rejection : uint8_t {
+  kInvalid,      // the normaliser or the validation pattern refused it
+  kBlocked,      // on the blocklist (exact, pattern or repeated-character rule)
+  kTooLong,      // longer than the policy's max_length
+  kMissingScope, // a scoped type without its scope field in the record
+  kQuarantined,  // the identifier was quarantined for causing refused unions
+  kUnknownType,  // the type is not configured and unknown types are refused
+  kOverLimit,    // more identifiers in one record than limits.max_ids_per_record
+  kCount_
+};
+std::string_view RejectionName(Rejection r);
+
+// A blocklist: exact values (compared after normalisation), patterns (std::regex, whole
+// match, ECMAScript), and the built-in rule for placeholder values: all characters the
+// same once separators are dropped ("00000000", "11111111111", the all-zero UUID).
+struct Blocklist {
+  absl::flat_hash_set<std::string, StrHash, StrEq> exact;
+  std::vector<std::string> patterns;
+  bool repeated = false;
+  uint32_t repeated_min_length = 3;
+  // Compiled from patterns.
+  std::vector<std::shared_ptr<const std::regex>> compiled;
+
+  bool Blocks(std::string_view normalized) const;
+};
+
+struct IdPolicy {
+  std::string name;
+  Normalizer normalizer = Normalizer::kTrim;
+  std::string regex_pattern;  // kRegex: the pattern; its replacement below
+  std::string regex_replace = "$&";
+  std::string validate;       // optional whole-match pattern after normalisation
+  uint32_t max_length = 128;
+  uint32_t max_per_person = 0;  // 0: unlimited; 1: unique
+  int32_t priority = 0;         // higher wins the anchor and the survivor tie-break
+  Trust trust = Trust::kStrong;
+  double weight = 0.0;          // weak types: contribution to weighted matching
+  std::string scope;            // a record field that namespaces values ("app")
+  Blocklist blocklist;          // type-specific; the global pack applies as well
+  // Compiled.
+  std::shared_ptr<const std::regex> normalize_re;
+  std::shared_ptr<const std::regex> validate_re;
+  int limit_slot = -1;  // index among types with max_per_person > 0, or -1
+  bool configured = true;  // false: registered on first sight with the unknown-type policy
+};
+
+struct Limits {
+  uint32_t max_record_bytes = 64 * 1024;
+  uint32_t max_ids_per_record = 64;
+  uint32_t max_id_bytes = 1024;  // a raw identifier value longer than this: malformed line
+  uint64_t max_batch_bytes = 1ull << 31;
+  uint32_t max_errors_listed = 1000;
+};
+
+struct EngineConfig {
+  std::vector<IdPolicy> types;      // type id = index
+  IdPolicy unknown_type_policy;     // template for types a record names but config lacks
+  bool accept_unknown_types = true;
+  Blocklist global_blocklist;       // applies to every type
+  double match_threshold = 1.0;     // weighted matching of weak identifiers
+  uint32_t quarantine_after = 20;   // distinct persons refused before quarantine
+  uint64_t oneid_seed = 0;          // mixes into OneID derivation
+  Limits limits;
+
+  int FindType(std::string_view name) const;
+};
+
+// Parses an engine config document. Missing keys take the defaults of the built-in
+// config; errors name the JSON path (id_types.mobile.normalizer) or the line and column.
+absl::StatusOr<EngineConfig> ParseConfig(std::string_view json);
+// The built-in default config as JSON (what ParseConfig("") uses).
+std::string_view DefaultConfigJson();
+
+// Normalises a raw value under a policy. Writes into out (cleared first). Returns the
+// rejection reason, or nullopt-like kCount_ on success.
+Rejection NormalizeId(const IdPolicy& p, const Blocklist& global, std::string_view raw,
+                      std::string& out);
+
+}  // namespace cdp

@@ -1,0 +1,627 @@
+#include "cdp/engine.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/status/status.h"
+#include "util.hpp"
+#include "json_util.hpp"
+#include "record_parser.hpp"
+#include "simdjson.h"
+#include "util.hpp"
+
+namespace cdp {
+
+struct Engine::Impl {
+  NameTable sources;
+  std::unique_ptr<RecordParser> parser;
+  uint64_t records = 0;          // record ids handed out (one per input line)
+  uint64_t accepted = 0;
+  uint64_t rejected = 0;
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json) {
+  auto cfg = ParseConfig(config_json);
+  if (!cfg.ok()) return cfg.status();
+  std::unique_ptr<Engine> e(new Engine());
+  e->cfg_ = std::move(*cfg);
+  e->impl_ = std::make_unique<Impl>();
+  e->impl_->parser = std::make_unique<RecordParser>(e->cfg_, e->impl_->sources);
+  e->graph_ = std::make_unique<IdentityGraph>(e->cfg_, e->feed_);
+  e->impl_->sources.Intern("manual");  // source 0: manual rules
+  return e;
+}
+
+Engine::~Engine() = default;
+
+// --- display --------------------------------------------------------------------------
+
+std::string MaskValue(Normalizer kind, std::string_view v) {
+  std::string out;
+  size_t slash = v.find('/');
+  if (slash != std::string_view::npos && kind != Normalizer::kEmail) {  // scope/value
+    out.assign(v.substr(0, slash + 1));
+    v.remove_prefix(slash + 1);
+  }
+  if (kind == Normalizer::kCnMobile && v.size() == 11) {
+    out += v.substr(0, 3);
+    out += "****";
+    out += v.substr(7);
+  } else if (kind == Normalizer::kEmail && v.find('@') != std::string_view::npos) {
+    out += v.substr(0, 1);
+    out += "***";
+    out += v.substr(v.find('@'));
+  } else if (v.size() > 6) {
+    // Keep two characters at each end; step back to a UTF-8 boundary.
+    size_t head = 2, tail = v.size() - 2;
+    while (head > 0 && (static_cast<unsigned char>(v[head]) & 0xC0) == 0x80) --head;
+    while (tail < v.size() && (static_cast<unsigned char>(v[tail]) & 0xC0) == 0x80) ++tail;
+    out += v.substr(0, head);
+    out += "***";
+    out += v.substr(tail);
+  } else {
+    out += "***";
+  }
+  return out;
+}
+
+std::string Engine::Display(NodeId n, bool mask) const {
+  const Node& x = graph_->node(n);
+  const IdPolicy& p = cfg_.types[x.type];
+  std::string_view v = graph_->Value(n);
+  return Cat(p.name, ":", mask ? MaskValue(p.normalizer, v) : std::string(v));
+}
+
+namespace {
+
+void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources) {
+  w.BeginObject();
+  w.Key("from").String(e.Display(l.a, false));
+  w.Key("to").String(e.Display(l.b, false));
+  w.Key("rule").String(LinkRuleName(l.rule));
+  w.Key("source").String(l.source < sources.size() ? sources.Name(l.source) : "");
+  w.Key("record").Uint(l.record);
+  w.Key("ts").Int(l.ts);
+  w.Key("count").Uint(l.count);
+  w.EndObject();
+}
+
+}  // namespace
+
+// --- ingestion ------------------------------------------------------------------------
+
+absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool assign) {
+  if (data.size() > cfg_.limits.max_batch_bytes)
+    return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes (",
+                                                     cfg_.limits.max_batch_bytes, "); split it"));
+  Batch b;
+  impl_->parser->ParseNdjson(data, b);
+  uint32_t total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
+                                               (!data.empty() && data.back() != '\n'));
+  uint64_t base = impl_->records;
+  impl_->records += total_lines;
+  uint64_t feed_from = feed_.next();
+
+  // Order independence: identifiers inside a record by (type, value), records by (time,
+  // content key), exact content as the last tie-break. The line number never decides.
+  auto& recs = b.records;
+  for (Record& r : recs) {
+    auto* first = b.ids.data() + r.ids_begin;
+    std::sort(first, first + r.ids_count, [&](const RecordId& x, const RecordId& y) {
+      const std::string& tx = cfg_.types[x.type].name;
+      const std::string& ty = cfg_.types[y.type].name;
+      if (tx != ty) return tx < ty;
+      return b.Value(x) < b.Value(y);
+    });
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_64bits_reset(&st);
+    const std::string& src = impl_->sources.Name(r.source);
+    XXH3_64bits_update(&st, src.data(), src.size() + 1);
+    for (uint32_t k = 0; k < r.ids_count; ++k) {
+      const RecordId& id = first[k];
+      const std::string& tn = cfg_.types[id.type].name;
+      XXH3_64bits_update(&st, tn.data(), tn.size() + 1);
+      XXH3_64bits_update(&st, b.arena.data() + id.value_off, id.value_len);
+      XXH3_64bits_update(&st, "\x1f", 1);
+    }
+    r.key = XXH3_64bits_digest(&st);
+  }
+  std::vector<uint32_t> order(recs.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](uint32_t i, uint32_t j) {
+    const Record& x = recs[i];
+    const Record& y = recs[j];
+    if (x.ts != y.ts) return x.ts < y.ts;
+    if (x.key != y.key) return x.key < y.key;
+    // Same time and hash: compare content (identical records may go in any order).
+    if (x.source != y.source) return impl_->sources.Name(x.source) < impl_->sources.Name(y.source);
+    if (x.ids_count != y.ids_count) return x.ids_count < y.ids_count;
+    for (uint32_t k = 0; k < x.ids_count; ++k) {
+      std::string_view a = b.Value(b.ids[x.ids_begin + k]), c = b.Value(b.ids[y.ids_begin + k]);
+      if (a != c) return a < c;
+    }
+    return false;
+  });
+
+  LinkStats st;
+  std::vector<NodeId> anchors(assign ? total_lines + 1 : 0, kNoNode);
+  for (uint32_t i : order) {
+    const Record& r = recs[i];
+    NodeId a = graph_->AddRecord(b, r, base + r.line, st);
+    if (assign) anchors[r.line] = a;
+  }
+  impl_->accepted += recs.size();
+  impl_->rejected += b.rejected;
+
+  // Rejected identifier values go to the feed once per (type, value, reason) per batch.
+  {
+    std::sort(b.rejected_values.begin(), b.rejected_values.end(), [](const auto& x, const auto& y) {
+      return std::tie(x.type, x.reason, x.value, x.line) < std::tie(y.type, y.reason, y.value, y.line);
+    });
+    for (size_t i = 0; i < b.rejected_values.size();) {
+      size_t j = i;
+      while (j < b.rejected_values.size() && b.rejected_values[j].type == b.rejected_values[i].type &&
+             b.rejected_values[j].reason == b.rejected_values[i].reason &&
+             b.rejected_values[j].value == b.rejected_values[i].value)
+        ++j;
+      const auto& rv = b.rejected_values[i];
+      FeedEvent& e = feed_.Append(FeedEvent::Kind::kIdRejected);
+      e.text = feed_.AddText(Cat(cfg_.types[rv.type].name, ":", rv.value));
+      e.reason = static_cast<uint8_t>(rv.reason);
+      e.count = static_cast<uint32_t>(j - i);
+      e.record = base + rv.line;
+      i = j;
+    }
+  }
+
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("lines").Uint(b.lines);
+  w.Key("accepted").Uint(recs.size());
+  w.Key("rejected").Uint(b.rejected);
+  w.Key("record_base").Uint(base);
+  w.Key("errors").BeginArray();
+  for (const RecordError& e : b.errors) {
+    w.BeginObject();
+    w.Key("line").Uint(e.line);
+    w.Key("column").Uint(e.column);
+    w.Key("field").String(e.field);
+    w.Key("message").String(e.message);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("errors_truncated").Bool(b.errors.size() < b.rejected);
+  uint64_t ids_rejected = 0;
+  for (uint64_t c : b.ids_rejected) ids_rejected += c;
+  w.Key("ids").BeginObject();
+  w.Key("accepted").Uint(b.ids_accepted);
+  w.Key("rejected").Uint(ids_rejected + st.ids_quarantined_skipped);
+  w.Key("by_reason").BeginObject();
+  for (size_t i = 0; i < static_cast<size_t>(Rejection::kCount_); ++i) {
+    uint64_t c = b.ids_rejected[i];
+    if (static_cast<Rejection>(i) == Rejection::kQuarantined) c += st.ids_quarantined_skipped;
+    if (c) w.Key(RejectionName(static_cast<Rejection>(i))).Uint(c);
+  }
+  w.EndObject();
+  w.EndObject();
+  w.Key("unknown_types").BeginObject();
+  for (const auto& [name, count] : b.unknown_types) w.Key(name).Uint(count);
+  w.EndObject();
+  w.Key("persons_created").Uint(st.persons_created);
+  w.Key("merges").Uint(st.merges);
+  w.Key("conflicts").Uint(st.conflicts);
+  w.Key("quarantined").Uint(st.quarantined);
+  w.Key("feed").BeginObject().Key("from").Uint(feed_from).Key("to").Uint(feed_.next()).EndObject();
+  if (assign) {
+    w.Key("assign").BeginArray();
+    for (uint32_t line = 1; line <= total_lines; ++line)
+      w.Uint(anchors[line] == kNoNode ? 0 : graph_->OneIdOf(anchors[line]));
+    w.EndArray();
+  }
+  w.EndObject();
+  return out;
+}
+
+absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
+  Batch b;
+  if (auto s = impl_->parser->ParseOne(json, b); !s.ok()) return s;
+  // One record goes through the batch path, so both paths behave identically.
+  std::string line(json);
+  for (char& c : line)
+    if (c == '\n' || c == '\r') c = ' ';  // a pretty-printed record is still one record
+  auto report = IngestNdjson(line, true);
+  if (!report.ok()) return report;
+  // Reduce the report to the single-record shape: {"oneid":N, ...}.
+  simdjson::dom::parser p;
+  simdjson::dom::element doc;
+  if (p.parse(*report).get(doc)) return absl::InternalError("report did not parse");
+  uint64_t oneid = 0;
+  simdjson::dom::array a;
+  if (!doc["assign"].get(a))
+    for (auto v : a) {
+      if (v.get(oneid)) oneid = 0;
+      break;
+    }
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("oneid").Uint(oneid);
+  for (const char* k : {"ids", "persons_created", "merges", "conflicts", "quarantined", "feed", "record_base"}) {
+    simdjson::dom::element v;
+    if (!doc[k].get(v)) w.Key(k).Raw(simdjson::minify(v));
+  }
+  w.EndObject();
+  return out;
+}
+
+// --- queries ----------------------------------------------------------------------------
+
+namespace {
+
+struct Parsed { uint32_t type; std::string value; };
+
+absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type, std::string_view value) {
+  int t = cfg.FindType(type);
+  if (t < 0) return absl::NotFoundError(Cat("unknown identifier type \"", type, "\""));
+  Parsed p{static_cast<uint32_t>(t), {}};
+  std::string_view v = value;
+  const IdPolicy& pol = cfg.types[t];
+  std::string scope;
+  if (!pol.scope.empty()) {  // scoped values are written scope/value
+    size_t slash = v.find('/');
+    if (slash == std::string_view::npos)
+      return absl::InvalidArgumentError(Cat(type, " is scoped by \"", pol.scope, "\": write the value as SCOPE/VALUE"));
+    scope = Cat(v.substr(0, slash), "/");
+    v.remove_prefix(slash + 1);
+  }
+  Rejection why = NormalizeId(pol, cfg.global_blocklist, v, p.value);
+  if (why != Rejection::kCount_)
+    return absl::InvalidArgumentError(Cat(type, " value is not usable (", RejectionName(why), ")"));
+  p.value.insert(0, scope);
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view value) {
+  auto p = Normalized(cfg_, type, value);
+  if (!p.ok()) return absl::NotFoundError(p.status().message());
+  NodeId n = graph_->Find(p->type, p->value);
+  if (n == kNoNode) return absl::NotFoundError(Cat("no person has ", type, ":", p->value));
+  if (graph_->Quarantined(n))
+    return absl::NotFoundError(Cat(type, ":", p->value, " is quarantined and belongs to no person"));
+  return graph_->OneIdOf(n);
+}
+
+namespace {
+
+void WritePersonBody(json::Writer& w, Engine& e, NodeId anchor, bool mask) {
+  IdentityGraph& g = e.graph();
+  NodeId root = g.Root(anchor);
+  const Person& p = g.PersonAt(root);
+  w.Key("oneid").Uint(p.oneid);
+  w.Key("size").Uint(p.size);
+  w.Key("first_seen").Int(p.first_seen);
+  w.Key("anchor").String(e.Display(p.anchor, mask));
+  w.Key("identifiers").BeginArray();
+  for (NodeId n : g.Members(root)) {
+    const Node& x = g.node(n);
+    const IdPolicy& pol = e.config().types[x.type];
+    w.BeginObject();
+    w.Key("type").String(pol.name);
+    w.Key("value").String(mask ? MaskValue(pol.normalizer, g.Value(n)) : std::string(g.Value(n)));
+    w.Key("trust").String(pol.trust == Trust::kWeak ? "weak" : "strong");
+    w.Key("first_seen").Int(x.first_seen);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask) {
+  NodeId anchor = graph_->PersonAnchor(oneid);
+  if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("requested").Uint(oneid);
+  WritePersonBody(w, *this, anchor, mask);
+  w.EndObject();
+  return out;
+}
+
+std::string Engine::PersonsPage(uint64_t cursor, uint32_t limit, bool mask) {
+  limit = std::clamp<uint32_t>(limit, 1, 10000);
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("persons").BeginArray();
+  uint64_t n = cursor, end = graph_->node_count();
+  uint32_t listed = 0;
+  for (; n < end && listed < limit; ++n) {
+    const Node& x = graph_->node(static_cast<NodeId>(n));
+    if (x.parent != n || x.summary == IdentityGraph::kNoSummary || !graph_->Live(static_cast<NodeId>(n))) continue;
+    if (graph_->PersonAt(static_cast<NodeId>(n)).oneid == 0) continue;
+    w.BeginObject();
+    WritePersonBody(w, *this, static_cast<NodeId>(n), mask);
+    w.EndObject();
+    ++listed;
+  }
+  w.EndArray();
+  w.Key("next").Uint(n < end ? n : 0);
+  w.EndObject();
+  return out;
+}
+
+absl::StatusOr<std::string> Engine::Explain(std::string_view ta, std::string_view va,
+                                            std::string_view tb, std::string_view vb) {
+  NodeId ends[2];
+  std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
+  for (int k = 0; k < 2; ++k) {
+    auto p = Normalized(cfg_, types[k], values[k]);
+    if (!p.ok()) return absl::NotFoundError(p.status().message());
+    ends[k] = graph_->Find(p->type, p->value);
+    if (ends[k] == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", types[k], ":", p->value));
+  }
+  auto ex = graph_->Explain(ends[0], ends[1]);
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("linked").Bool(ex.linked);
+  if (ex.linked) {
+    w.Key("oneid").Uint(graph_->OneIdOf(ends[0]));
+    w.Key("path").BeginArray();
+    for (size_t i = 0; i < ex.path.size(); ++i) {
+      const Link& l = graph_->link(ex.path[i]);
+      // Orient each step along the path.
+      Link step = l;
+      if (l.a != ex.hops[i]) std::swap(step.a, step.b);
+      WriteLink(w, *this, step, impl_->sources);
+    }
+    w.EndArray();
+  } else {
+    w.Key("oneids").BeginArray().Uint(graph_->OneIdOf(ends[0])).Uint(graph_->OneIdOf(ends[1])).EndArray();
+    w.Key("kept_apart_by");
+    if (ex.quarantined != kNoNode) {
+      w.BeginObject().Key("reason").String("quarantined");
+      w.Key("identifier").String(Display(ex.quarantined, false)).EndObject();
+    } else if (ex.rule) {
+      w.BeginObject().Key("reason").String("never_link").Key("rule").Uint(ex.rule->id);
+      w.Key("a").String(Display(ex.rule->a, false)).Key("b").String(Display(ex.rule->b, false));
+      w.Key("note").String(ex.rule->note).EndObject();
+    } else if (ex.refused_link != IdentityGraph::kNoLink) {
+      const Link& l = graph_->link(ex.refused_link);
+      w.BeginObject().Key("reason").String(RefusalName(l.reason));
+      if (l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit) {
+        const IdPolicy& p = cfg_.types[l.reason_type];
+        w.Key("type").String(p.name).Key("max_per_person").Uint(p.max_per_person);
+      }
+      w.Key("evidence");
+      WriteLink(w, *this, l, impl_->sources);
+      w.EndObject();
+    } else {
+      w.Null();
+    }
+  }
+  w.EndObject();
+  return out;
+}
+
+// --- unmerge and rules ----------------------------------------------------------------------
+
+namespace {
+
+std::string OneIdsReport(const std::vector<uint64_t>& ids, uint64_t from, uint64_t to) {
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject().Key("oneids").BeginArray();
+  for (uint64_t id : ids) w.Uint(id);
+  w.EndArray();
+  w.Key("feed").BeginObject().Key("from").Uint(from).Key("to").Uint(to).EndObject();
+  w.EndObject();
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Engine::RemoveIdentifier(std::string_view type, std::string_view value) {
+  auto p = Normalized(cfg_, type, value);
+  if (!p.ok()) return absl::NotFoundError(p.status().message());
+  NodeId n = graph_->Find(p->type, p->value);
+  if (n == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", type, ":", p->value));
+  uint64_t from = feed_.next();
+  auto ids = graph_->RemoveIdentifier(n);
+  return OneIdsReport(ids, from, feed_.next());
+}
+
+absl::StatusOr<std::string> Engine::RemoveSource(std::string_view source) {
+  int s = impl_->sources.Find(source);
+  if (s < 0) return absl::NotFoundError(Cat("no evidence from source \"", source, "\""));
+  uint64_t from = feed_.next();
+  bool found = false;
+  auto ids = graph_->RemoveSource(static_cast<uint32_t>(s), found);
+  if (!found) return absl::NotFoundError(Cat("no evidence from source \"", source, "\""));
+  return OneIdsReport(ids, from, feed_.next());
+}
+
+absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view idents_json) {
+  NodeId anchor = graph_->PersonAnchor(oneid);
+  if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+  json::Problem pr = json::Locate(idents_json);
+  if (pr.found) return absl::InvalidArgumentError(Cat("identifiers: byte ", pr.offset, ": ", pr.message));
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::array arr;
+  if (parser.parse(idents_json.data(), idents_json.size()).get(doc) || doc.get(arr))
+    return absl::InvalidArgumentError("identifiers: expected a JSON array of \"type:value\" strings");
+  NodeId root = graph_->Root(anchor);
+  std::vector<NodeId> side;
+  size_t i = 0;
+  for (auto el : arr) {
+    std::string_view s;
+    if (el.get(s)) return absl::InvalidArgumentError(Cat("identifiers[", i, "]: expected a \"type:value\" string"));
+    size_t colon = s.find(':');
+    if (colon == std::string_view::npos)
+      return absl::InvalidArgumentError(Cat("identifiers[", i, "]: expected \"type:value\""));
+    auto p = Normalized(cfg_, s.substr(0, colon), s.substr(colon + 1));
+    if (!p.ok()) return absl::InvalidArgumentError(Cat("identifiers[", i, "]: ", p.status().message()));
+    NodeId n = graph_->Find(p->type, p->value);
+    if (n == kNoNode || !graph_->Live(n) || graph_->Root(n) != root)
+      return absl::InvalidArgumentError(Cat("identifiers[", i, "]: ", s, " is not an identifier of person ", oneid));
+    if (std::find(side.begin(), side.end(), n) == side.end()) side.push_back(n);
+    ++i;
+  }
+  if (side.empty() || side.size() >= graph_->PersonAt(root).size)
+    return absl::InvalidArgumentError("identifiers: list some, but not all, of the person's identifiers");
+  uint64_t from = feed_.next(), rule = 0;
+  auto ids = graph_->Split(side, rule);
+  return OneIdsReport(ids, from, feed_.next());
+}
+
+absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view ta, std::string_view va,
+                                         std::string_view tb, std::string_view vb, std::string_view note) {
+  bool never;
+  if (kind == "never_link") never = true;
+  else if (kind == "force_link") never = false;
+  else return absl::InvalidArgumentError(Cat("rule kind \"", kind, "\": expected force_link or never_link"));
+  NodeId ends[2];
+  std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
+  for (int k = 0; k < 2; ++k) {
+    auto p = Normalized(cfg_, types[k], values[k]);
+    if (!p.ok()) return absl::InvalidArgumentError(p.status().message());
+    ends[k] = graph_->Intern(p->type, p->value, 0, 0);
+    if (graph_->Quarantined(ends[k]))
+      return absl::InvalidArgumentError(Cat(types[k], ":", p->value, " is quarantined"));
+  }
+  if (ends[0] == ends[1]) return absl::InvalidArgumentError("a rule needs two different identifiers");
+  uint64_t id = 0;
+  std::vector<uint64_t> oneids;
+  auto r = never ? graph_->AddNeverLink(ends[0], ends[1], std::string(note), id, oneids)
+                 : graph_->AddForceLink(ends[0], ends[1], std::string(note), 0, id, oneids);
+  if (r == IdentityGraph::RuleResult::kConflict)
+    return absl::FailedPreconditionError(never ? "a force_link rule joins these identifiers; remove it first"
+                                               : "a never_link rule keeps these identifiers apart; remove it first");
+  return id;
+}
+
+absl::StatusOr<std::string> Engine::RemoveRule(uint64_t id) {
+  uint64_t from = feed_.next();
+  std::vector<uint64_t> ids;
+  if (!graph_->RemoveRule(id, ids)) return absl::NotFoundError(Cat("no active rule ", id));
+  return OneIdsReport(ids, from, feed_.next());
+}
+
+std::string Engine::RulesJson() {
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject().Key("rules").BeginArray();
+  for (const ManualRule& r : graph_->rules()) {
+    if (!r.active) continue;
+    w.BeginObject();
+    w.Key("id").Uint(r.id);
+    w.Key("kind").String(r.never ? "never_link" : "force_link");
+    w.Key("a").String(Display(r.a, false));
+    w.Key("b").String(Display(r.b, false));
+    w.Key("note").String(r.note);
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  return out;
+}
+
+// --- feed and stats ---------------------------------------------------------------------
+
+std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) {
+  limit = std::clamp<uint32_t>(limit, 1, 100000);
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject().Key("events").BeginArray();
+  uint64_t next = feed_.Read(cursor, limit, [&](const FeedEvent& e) {
+    using K = FeedEvent::Kind;
+    w.BeginObject();
+    w.Key("seq").Uint(e.seq);
+    w.Key("kind").String(FeedKindName(e.kind));
+    switch (e.kind) {
+      case K::kPersonCreated:
+        w.Key("oneid").Uint(e.a);
+        w.Key("anchor").String(Display(e.node, false));
+        break;
+      case K::kMerged:
+        w.Key("survivor").Uint(e.a);
+        w.Key("absorbed").Uint(e.b);
+        if (e.link != IdentityGraph::kNoLink) {
+          w.Key("evidence");
+          WriteLink(w, *this, graph_->link(e.link), impl_->sources);
+        }
+        break;
+      case K::kSplit:
+        w.Key("from").Uint(e.a);
+        w.Key("oneid").Uint(e.b);
+        break;
+      case K::kConflict: {
+        const Link& l = graph_->link(e.link);
+        w.Key("oneids").BeginArray().Uint(e.a).Uint(e.b).EndArray();
+        w.Key("reason").String(RefusalName(static_cast<Refusal>(e.reason)));
+        if (l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit)
+          w.Key("type").String(cfg_.types[l.reason_type].name);
+        w.Key("evidence");
+        WriteLink(w, *this, l, impl_->sources);
+        break;
+      }
+      case K::kIdRejected:
+        w.Key("identifier").String(feed_.text(e.text));
+        w.Key("reason").String(RejectionName(static_cast<Rejection>(e.reason)));
+        w.Key("count").Uint(e.count);
+        break;
+      case K::kIdQuarantined:
+      case K::kIdRemoved:
+        w.Key("identifier").String(Display(e.node, false));
+        w.Key("from").Uint(e.a);
+        break;
+      case K::kRuleAdded:
+      case K::kRuleRemoved:
+        w.Key("rule").Uint(e.rule);
+        break;
+    }
+    if (e.record) w.Key("record").Uint(e.record);
+    if (e.ts) w.Key("ts").Int(e.ts);
+    w.EndObject();
+  });
+  w.EndArray();
+  w.Key("next").Uint(next);
+  w.EndObject();
+  return out;
+}
+
+std::string Engine::StatsJson() {
+  auto c = graph_->counts();
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("persons").Uint(c.persons);
+  w.Key("identifiers").Uint(c.identifiers);
+  w.Key("links").Uint(c.links);
+  w.Key("conflicts").Uint(c.conflicts);
+  w.Key("quarantined").Uint(c.quarantined);
+  w.Key("redirects").Uint(c.redirects);
+  w.Key("records").BeginObject().Key("accepted").Uint(impl_->accepted).Key("rejected").Uint(impl_->rejected).EndObject();
+  w.Key("sources").Uint(impl_->sources.size());
+  w.Key("types").Uint(cfg_.types.size());
+  w.Key("rules").Uint(graph_->rules().size());
+  w.Key("feed").BeginObject().Key("first").Uint(feed_.first()).Key("next").Uint(feed_.next()).EndObject();
+  w.Key("memory").BeginObject();
+  uint64_t total = feed_.bytes();
+  auto parts = graph_->Memory();
+  for (auto& [name, bytes] : parts) total += bytes;
+  w.Key("total").Uint(total);
+  for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);
+  w.Key("feed").Uint(feed_.bytes());
+  w.EndObject();
+  w.EndObject();
+  return out;
+}
+
+}  // namespace cdp

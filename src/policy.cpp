@@ -1,0 +1,438 @@
+// Identifier normalisation and the engine config parser.
+#include "cdp/policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "util.hpp"
+#include "json_util.hpp"
+#include "simdjson.h"
+
+namespace cdp {
+
+std::string_view RejectionName(Rejection r) {
+  static constexpr std::string_view kNames[] = {
+      "invalid", "blocked", "too_long", "missing_scope", "quarantined", "unknown_type",
+      "over_limit"};
+  auto i = static_cast<size_t>(r);
+  return i < std::size(kNames) ? kNames[i] : "unknown";
+}
+
+int EngineConfig::FindType(std::string_view name) const {
+  for (size_t i = 0; i < types.size(); ++i)
+    if (types[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+// --- normalisation ----------------------------------------------------------------------
+
+namespace {
+
+bool IsSpace(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && IsSpace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  // The ideographic space U+3000 (E3 80 80) is common in Chinese input forms.
+  while (s.size() >= 3 && s.substr(0, 3) == "\xE3\x80\x80") s.remove_prefix(3);
+  while (s.size() >= 3 && s.substr(s.size() - 3) == "\xE3\x80\x80") s.remove_suffix(3);
+  return s;
+}
+
+void AppendLower(std::string& out, std::string_view s) {
+  for (char c : s) out += absl::ascii_tolower(static_cast<unsigned char>(c));
+}
+
+// Chinese mainland mobile: drop separators and the +86 / 0086 / 86 country prefix; what
+// remains must be 11 digits starting with 1[3-9].
+bool NormalizeCnMobile(std::string_view raw, std::string& out) {
+  char digits[24];
+  size_t n = 0;
+  bool plus = false;
+  for (char c : raw) {
+    if (c >= '0' && c <= '9') {
+      if (n == sizeof digits) return false;
+      digits[n++] = c;
+    } else if (c == '+' && n == 0 && !plus) {
+      plus = true;
+    } else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '\t') {
+      continue;
+    } else {
+      return false;
+    }
+  }
+  std::string_view d(digits, n);
+  if (d.size() == 15 && d.substr(0, 4) == "0086") d.remove_prefix(4);
+  else if (d.size() == 13 && d.substr(0, 2) == "86") d.remove_prefix(2);
+  else if (plus) return false;  // another country code
+  if (d.size() != 11 || d[0] != '1' || d[1] < '3' || d[1] > '9') return false;
+  out.assign(d);
+  return true;
+}
+
+bool NormalizeEmail(std::string_view raw, std::string& out) {
+  std::string_view s = Trim(raw);
+  size_t at = s.find('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 >= s.size()) return false;
+  if (s.find('@', at + 1) != std::string_view::npos) return false;
+  std::string_view domain = s.substr(at + 1);
+  if (domain.find('.') == std::string_view::npos || domain.front() == '.' || domain.back() == '.')
+    return false;
+  for (char c : s)
+    if (IsSpace(static_cast<unsigned char>(c))) return false;
+  AppendLower(out, s);
+  return true;
+}
+
+}  // namespace
+
+bool Blocklist::Blocks(std::string_view v) const {
+  if (!exact.empty()) {
+    if (v.size() <= 64) {
+      char lower[64];
+      for (size_t i = 0; i < v.size(); ++i) lower[i] = absl::ascii_tolower(static_cast<unsigned char>(v[i]));
+      if (exact.contains(std::string_view(lower, v.size()))) return true;
+    }
+  }
+  if (repeated) {
+    // All characters equal once separators are dropped: 00000000, 1111-1111, 0000...-0000.
+    char first = 0;
+    size_t kept = 0;
+    bool same = true;
+    for (char c : v) {
+      if (c == '-' || c == ':' || c == ' ' || c == '.' || c == '_') continue;
+      if (kept++ == 0) first = c;
+      else if (c != first) { same = false; break; }
+    }
+    if (same && kept >= repeated_min_length) return true;
+  }
+  for (const auto& re : compiled)
+    if (std::regex_match(v.begin(), v.end(), *re)) return true;
+  return false;
+}
+
+Rejection NormalizeId(const IdPolicy& p, const Blocklist& global, std::string_view raw,
+                      std::string& out) {
+  out.clear();
+  switch (p.normalizer) {
+    case Normalizer::kNone: out.assign(raw); break;
+    case Normalizer::kTrim: out.assign(Trim(raw)); break;
+    case Normalizer::kLower: AppendLower(out, Trim(raw)); break;
+    case Normalizer::kCnMobile:
+      if (!NormalizeCnMobile(raw, out)) return Rejection::kInvalid;
+      break;
+    case Normalizer::kEmail:
+      if (!NormalizeEmail(raw, out)) return Rejection::kInvalid;
+      break;
+    case Normalizer::kRegex: {
+      std::string_view s = Trim(raw);
+      std::match_results<std::string_view::const_iterator> m;
+      if (!std::regex_match(s.begin(), s.end(), m, *p.normalize_re)) return Rejection::kInvalid;
+      out = m.format(p.regex_replace);
+      break;
+    }
+  }
+  if (out.size() > p.max_length) return Rejection::kTooLong;
+  if (global.Blocks(out) || p.blocklist.Blocks(out)) return Rejection::kBlocked;
+  if (out.empty()) return Rejection::kBlocked;
+  if (p.validate_re && !std::regex_match(out.cbegin(), out.cend(), *p.validate_re))
+    return Rejection::kInvalid;
+  return Rejection::kCount_;
+}
+
+// --- config parsing ---------------------------------------------------------------------
+
+namespace {
+
+namespace dom = simdjson::dom;
+
+absl::Status Bad(std::string_view path, std::string_view what) {
+  return absl::InvalidArgumentError(Cat("config: ", path, ": ", what));
+}
+
+absl::StatusOr<std::shared_ptr<const std::regex>> Compile(std::string_view path,
+                                                          std::string_view pattern) {
+  try {
+    return std::make_shared<const std::regex>(std::string(pattern), std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    return Bad(path, Cat("invalid pattern \"", pattern, "\": ", e.what()));
+  }
+}
+
+template <typename T>
+absl::Status GetUint(dom::element v, std::string_view path, T& out) {
+  uint64_t x;
+  if (v.get(x) != simdjson::SUCCESS || x > std::numeric_limits<T>::max())
+    return Bad(path, "expected a non-negative integer");
+  out = static_cast<T>(x);
+  return absl::OkStatus();
+}
+
+absl::Status GetString(dom::element v, std::string_view path, std::string& out) {
+  std::string_view s;
+  if (v.get(s) != simdjson::SUCCESS) return Bad(path, "expected a string");
+  out.assign(s);
+  return absl::OkStatus();
+}
+
+absl::Status GetDouble(dom::element v, std::string_view path, double& out) {
+  if (v.get(out) != simdjson::SUCCESS || !std::isfinite(out)) return Bad(path, "expected a number");
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(dom::element v, std::string_view path, bool& out) {
+  if (v.get(out) != simdjson::SUCCESS) return Bad(path, "expected true or false");
+  return absl::OkStatus();
+}
+
+absl::Status ApplyBlocklist(Blocklist& b, dom::element v, const std::string& path) {
+  dom::object o;
+  if (v.get(o) != simdjson::SUCCESS) return Bad(path, "expected an object");
+  for (auto [key, val] : o) {
+    std::string p = Cat(path, ".", key);
+    if (key == "exact") {
+      dom::array a;
+      if (val.get(a) != simdjson::SUCCESS) return Bad(p, "expected an array of strings");
+      b.exact.clear();
+      size_t i = 0;
+      for (dom::element e : a) {
+        std::string s;
+        if (auto st = GetString(e, Cat(p, "[", i++, "]"), s); !st.ok()) return st;
+        b.exact.insert(absl::AsciiStrToLower(s));
+      }
+    } else if (key == "patterns") {
+      dom::array a;
+      if (val.get(a) != simdjson::SUCCESS) return Bad(p, "expected an array of strings");
+      b.patterns.clear();
+      b.compiled.clear();
+      size_t i = 0;
+      for (dom::element e : a) {
+        std::string s, ep = Cat(p, "[", i++, "]");
+        if (auto st = GetString(e, ep, s); !st.ok()) return st;
+        auto re = Compile(ep, s);
+        if (!re.ok()) return re.status();
+        b.patterns.push_back(s);
+        b.compiled.push_back(*re);
+      }
+    } else if (key == "repeated") {
+      if (auto st = GetBool(val, p, b.repeated); !st.ok()) return st;
+    } else if (key == "repeated_min_length") {
+      if (auto st = GetUint(val, p, b.repeated_min_length); !st.ok()) return st;
+      if (b.repeated_min_length < 2) return Bad(p, "must be at least 2");
+    } else {
+      return Bad(p, "unknown key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyPolicy(IdPolicy& pol, dom::element v, const std::string& path) {
+  dom::object o;
+  if (v.get(o) != simdjson::SUCCESS) return Bad(path, "expected an object");
+  for (auto [key, val] : o) {
+    std::string p = Cat(path, ".", key);
+    absl::Status st;
+    if (key == "normalizer") {
+      std::string s;
+      if (st = GetString(val, p, s); !st.ok()) return st;
+      if (s == "none") pol.normalizer = Normalizer::kNone;
+      else if (s == "trim") pol.normalizer = Normalizer::kTrim;
+      else if (s == "lower") pol.normalizer = Normalizer::kLower;
+      else if (s == "cn_mobile") pol.normalizer = Normalizer::kCnMobile;
+      else if (s == "email") pol.normalizer = Normalizer::kEmail;
+      else if (s == "regex") pol.normalizer = Normalizer::kRegex;
+      else return Bad(p, Cat("unknown normalizer \"", s,
+                                      "\" (none, trim, lower, cn_mobile, email, regex)"));
+    } else if (key == "pattern") {
+      st = GetString(val, p, pol.regex_pattern);
+    } else if (key == "replace") {
+      st = GetString(val, p, pol.regex_replace);
+    } else if (key == "validate") {
+      st = GetString(val, p, pol.validate);
+    } else if (key == "max_length") {
+      st = GetUint(val, p, pol.max_length);
+    } else if (key == "max_per_person") {
+      st = GetUint(val, p, pol.max_per_person);
+    } else if (key == "priority") {
+      int64_t x;
+      if (val.get(x) != simdjson::SUCCESS || x < -1000000 || x > 1000000)
+        return Bad(p, "expected an integer in [-1000000, 1000000]");
+      pol.priority = static_cast<int32_t>(x);
+    } else if (key == "trust") {
+      std::string s;
+      if (st = GetString(val, p, s); !st.ok()) return st;
+      if (s == "strong") pol.trust = Trust::kStrong;
+      else if (s == "weak") pol.trust = Trust::kWeak;
+      else return Bad(p, "expected \"strong\" or \"weak\"");
+    } else if (key == "weight") {
+      st = GetDouble(val, p, pol.weight);
+      if (st.ok() && pol.weight < 0) return Bad(p, "must not be negative");
+    } else if (key == "scope") {
+      st = GetString(val, p, pol.scope);
+    } else if (key == "blocklist") {
+      st = ApplyBlocklist(pol.blocklist, val, p);
+    } else {
+      return Bad(p, "unknown key");
+    }
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Finish(IdPolicy& pol, const std::string& path) {
+  if (pol.normalizer == Normalizer::kRegex) {
+    if (pol.regex_pattern.empty()) return Bad(path + ".pattern", "the regex normalizer needs a pattern");
+    auto re = Compile(path + ".pattern", pol.regex_pattern);
+    if (!re.ok()) return re.status();
+    pol.normalize_re = *re;
+  }
+  if (!pol.validate.empty()) {
+    auto re = Compile(path + ".validate", pol.validate);
+    if (!re.ok()) return re.status();
+    pol.validate_re = *re;
+  }
+  if (pol.max_length == 0) return Bad(path + ".max_length", "must be at least 1");
+  if (pol.trust == Trust::kWeak && pol.weight == 0)
+    pol.weight = 0.0;  // a weak type without weight never matches on its own; allowed
+  return absl::OkStatus();
+}
+
+bool ValidTypeName(std::string_view n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
+
+absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) {
+  dom::object o;
+  if (root.get(o) != simdjson::SUCCESS) return Bad("(root)", "expected an object");
+  // "base": "empty" starts from no identifier types instead of the defaults.
+  if (!is_default) {
+    std::string_view base;
+    if (o["base"].get(base) == simdjson::SUCCESS) {
+      if (base == "empty") cfg.types.clear();
+      else if (base != "default") return Bad("base", "expected \"default\" or \"empty\"");
+    }
+  }
+  for (auto [key, val] : o) {
+    std::string p(key);
+    absl::Status st;
+    if (key == "version") {
+      uint64_t v;
+      if (val.get(v) != simdjson::SUCCESS || v != 1) return Bad(p, "only version 1 is known");
+    } else if (key == "base") {
+      continue;
+    } else if (key == "id_types") {
+      dom::object types;
+      if (val.get(types) != simdjson::SUCCESS) return Bad(p, "expected an object of policies");
+      for (auto [name, pol] : types) {
+        std::string tp = Cat(p, ".", name);
+        if (!ValidTypeName(name)) return Bad(tp, "type names are 1-64 of [A-Za-z0-9_.-]");
+        int idx = cfg.FindType(name);
+        if (pol.is_null()) {  // null removes a default type
+          if (idx >= 0) cfg.types.erase(cfg.types.begin() + idx);
+          continue;
+        }
+        if (idx < 0) {
+          IdPolicy fresh = cfg.unknown_type_policy;
+          fresh.name = std::string(name);
+          cfg.types.push_back(std::move(fresh));
+          idx = static_cast<int>(cfg.types.size() - 1);
+        }
+        if (st = ApplyPolicy(cfg.types[idx], pol, tp); !st.ok()) return st;
+      }
+    } else if (key == "unknown_types") {
+      dom::object u;
+      if (val.get(u) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      for (auto [k2, v2] : u) {
+        std::string p2 = Cat(p, ".", k2);
+        if (k2 == "accept") st = GetBool(v2, p2, cfg.accept_unknown_types);
+        else if (k2 == "policy") st = ApplyPolicy(cfg.unknown_type_policy, v2, p2);
+        else return Bad(p2, "unknown key");
+        if (!st.ok()) return st;
+      }
+    } else if (key == "blocklist") {
+      st = ApplyBlocklist(cfg.global_blocklist, val, p);
+    } else if (key == "matching") {
+      dom::object m;
+      if (val.get(m) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      for (auto [k2, v2] : m) {
+        std::string p2 = Cat(p, ".", k2);
+        if (k2 == "threshold") {
+          st = GetDouble(v2, p2, cfg.match_threshold);
+          if (st.ok() && cfg.match_threshold <= 0) return Bad(p2, "must be positive");
+        } else {
+          return Bad(p2, "unknown key");
+        }
+        if (!st.ok()) return st;
+      }
+    } else if (key == "quarantine_after") {
+      st = GetUint(val, p, cfg.quarantine_after);
+      if (st.ok() && cfg.quarantine_after == 0) return Bad(p, "must be at least 1");
+    } else if (key == "oneid_seed") {
+      st = GetUint(val, p, cfg.oneid_seed);
+    } else if (key == "limits") {
+      dom::object l;
+      if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      for (auto [k2, v2] : l) {
+        std::string p2 = Cat(p, ".", k2);
+        if (k2 == "max_record_bytes") st = GetUint(v2, p2, cfg.limits.max_record_bytes);
+        else if (k2 == "max_ids_per_record") st = GetUint(v2, p2, cfg.limits.max_ids_per_record);
+        else if (k2 == "max_id_bytes") st = GetUint(v2, p2, cfg.limits.max_id_bytes);
+        else if (k2 == "max_batch_bytes") st = GetUint(v2, p2, cfg.limits.max_batch_bytes);
+        else if (k2 == "max_errors_listed") st = GetUint(v2, p2, cfg.limits.max_errors_listed);
+        else return Bad(p2, "unknown key");
+        if (!st.ok()) return st;
+      }
+    } else {
+      return Bad(p, "unknown key");
+    }
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseInto(EngineConfig& cfg, std::string_view json, bool is_default) {
+  // The locator runs first so that a syntax error gets a line and column.
+  json::Problem pr = json::Locate(json);
+  if (pr.found) {
+    uint32_t line, col;
+    json::LineColumn(json, pr.offset, line, col);
+    return absl::InvalidArgumentError(Cat("config: line ", line, ", column ", col,
+                                                   pr.path.empty() ? "" : " (at " + pr.path + ")",
+                                                   ": ", pr.message));
+  }
+  dom::parser parser;
+  dom::element root;
+  if (auto err = parser.parse(json.data(), json.size()).get(root); err)
+    return absl::InvalidArgumentError(Cat("config: ", simdjson::error_message(err)));
+  return ApplyConfig(cfg, root, is_default);
+}
+
+}  // namespace
+
+absl::StatusOr<EngineConfig> ParseConfig(std::string_view json) {
+  EngineConfig cfg;
+  if (auto st = ParseInto(cfg, DefaultConfigJson(), true); !st.ok())
+    return absl::InternalError(Cat("built-in default config: ", st.message()));
+  std::string_view trimmed = json;
+  while (!trimmed.empty() && IsSpace(static_cast<unsigned char>(trimmed.front()))) trimmed.remove_prefix(1);
+  if (!trimmed.empty())
+    if (auto st = ParseInto(cfg, json, false); !st.ok()) return st;
+  int slot = 0;
+  for (auto& t : cfg.types) {
+    if (auto st = Finish(t, "id_types." + t.name); !st.ok()) return st;
+    t.limit_slot = t.max_per_person > 0 ? slot++ : -1;
+  }
+  if (auto st = Finish(cfg.unknown_type_policy, "unknown_types.policy"); !st.ok()) return st;
+  cfg.unknown_type_policy.limit_slot = -1;
+  cfg.unknown_type_policy.max_per_person = 0;  // unknown types carry no per-person limit
+  if (cfg.types.size() > 4096) return Bad("id_types", "at most 4096 identifier types");
+  return cfg;
+}
+
+}  // namespace cdp

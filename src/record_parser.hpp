@@ -1,0 +1,44 @@
+// record_parser.hpp — NDJSON records into a Batch (simdjson on-demand, one pass a line).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "cdp/policy.hpp"
+#include "cdp/record.hpp"
+
+namespace cdp {
+
+// Names interned to dense indexes (sources, identifier types).
+class NameTable {
+ public:
+  uint32_t Intern(std::string_view name);
+  int Find(std::string_view name) const;
+  const std::string& Name(uint32_t i) const { return names_[i]; }
+  size_t size() const { return names_.size(); }
+
+ private:
+  std::vector<std::string> names_;
+  absl::flat_hash_map<std::string, uint32_t, StrHash, StrEq> index_;
+};
+
+class RecordParser {
+ public:
+  // Unknown identifier types a record names are registered into cfg.types (when the config
+  // accepts them), so the parser and the graph share one list of types.
+  RecordParser(EngineConfig& cfg, NameTable& sources);
+  ~RecordParser();
+
+  // Parses NDJSON. Never fails as a whole: malformed lines become Batch::errors.
+  void ParseNdjson(std::string_view data, Batch& out);
+  // Parses one record; a malformed record is returned as an error naming the field.
+  absl::Status ParseOne(std::string_view json, Batch& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cdp
