@@ -695,13 +695,18 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   bool inline_old[kInline];
   std::vector<NodeId> heap_nodes;
   std::vector<uint8_t> heap_old;
+  bool inline_weighted[kInline] = {};
+  std::vector<uint8_t> heap_weighted;
   NodeId* ns = inline_nodes;
   bool* existed = inline_old;
+  bool* weighted = inline_weighted;
   if (r.ids_count > kInline) {
     heap_nodes.resize(r.ids_count);
     heap_old.resize(r.ids_count);
+    heap_weighted.resize(r.ids_count);
     ns = heap_nodes.data();
     existed = reinterpret_cast<bool*>(heap_old.data());
+    weighted = reinterpret_cast<bool*>(heap_weighted.data());
   }
   size_t n = 0;
   for (uint32_t k = 0; k < r.ids_count; ++k) {
@@ -769,15 +774,17 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
     }
     if (best != kNoNode && best_score + 1e-9 >= m.cfg.match_threshold) {
       for (size_t k = 0; k < n; ++k)
-        if (existed[k] && (nodes_[ns[k]].flags & kWeak) && m.Root(ns[k]) == best)
+        if (existed[k] && (nodes_[ns[k]].flags & kWeak) && m.Root(ns[k]) == best) {
           link(anchor, ns[k], LinkRule::kWeighted);
+          weighted[k] = true;  // its evidence is the weighted link, not a second one
+        }
     }
   }
   // Star links from the anchor: strong identifiers first, then weak ones.
   for (int pass = 0; pass < 2; ++pass)
     for (size_t k = 0; k < n; ++k) {
       bool weak = nodes_[ns[k]].flags & kWeak;
-      if (k != ai && weak == (pass == 1)) link(anchor, ns[k], LinkRule::kRecord);
+      if (k != ai && weak == (pass == 1) && !weighted[k]) link(anchor, ns[k], LinkRule::kRecord);
     }
   // Persons made only of new identifiers get their OneID now that linking is done.
   for (size_t k = 0; k < n; ++k) {
