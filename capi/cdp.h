@@ -144,13 +144,19 @@ CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
  *  A malformed line is rejected with its line number (1-based within data) and field;
  *  the other lines still land. Blank lines are skipped.
  *  out (may be NULL) receives the report:
- *    {"lines":N,"accepted":N,"rejected":N,
- *     "errors":[{"line":3,"field":"ts","message":"..."}],        (at most 1000 listed)
- *     "ids":{"accepted":N,"rejected":{"invalid":N,"blocked":N,...}},
+ *    {"lines":N,"accepted":N,"rejected":N,"record_base":B,
+ *     "errors":[{"line":3,"column":17,"field":"ts","message":"..."}],
+ *     "errors_truncated":false,
+ *     "ids":{"accepted":N,"rejected":N,"by_reason":{"invalid":N,"blocked":N,...}},
  *     "unknown_types":{"type":N}, "persons_created":N, "merges":N, "conflicts":N,
  *     "quarantined":N, "feed":{"from":C,"to":C}}
- *  With CDP_INGEST_ASSIGN it also has "assign":[oneid per line], 0 for a line that was
- *  rejected or linked no identifier; each is the OneID at the end of the batch.
+ *  "lines" counts non-blank lines; line numbers count every physical line (1-based), so
+ *  they match the host's file. Only the first limits.max_errors_listed errors are listed
+ *  ("errors_truncated" says when more were rejected). The record id of line L, as the
+ *  feed and explanations name it, is record_base + L.
+ *  With CDP_INGEST_ASSIGN it also has "assign": one OneID per physical line, 0 for a
+ *  blank or rejected line or one that linked no identifier; each is the OneID at the end
+ *  of the batch.
  *  Returns CDP_OK even when lines were rejected (the report says which);
  *  CDP_EMISUSE, CDP_ELIMIT (data over the batch limit), CDP_ENOMEM. */
 CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *data,
@@ -167,17 +173,19 @@ CDP_API int32_t cdp_ingest_record(cdp_buf *out, cdp_engine *engine, const char *
 /* Persons                                                                              */
 
 /** Resolves an identifier to its person. The value is normalised with the type's policy
- *  first, so "+86 138-0013-8000" finds "13800138000".
+ *  first, so "+86 139-1720-5836" finds "13917205836". Scoped types (openid) take
+ *  "SCOPE/VALUE", e.g. "wx_app1/oAbC".
  *  Returns CDP_OK with *out set, CDP_ENOTFOUND (unknown identifier, or the value does not
  *  normalise), CDP_EMISUSE. */
 CDP_API int32_t cdp_resolve(uint64_t *out, cdp_engine *engine, const char *type,
                             uint64_t type_len, const char *value, uint64_t value_len);
 
 /** Writes a person's identifiers into out:
- *    {"oneid":N,"requested":N,"size":N,"first_seen":ms,"last_seen":ms,
- *     "identifiers":[{"type":"mobile","value":"...","trust":"strong","first_seen":ms,
- *                     "quarantined":false}]}
- *  "requested" differs from "oneid" when the requested OneID was absorbed.
+ *    {"requested":N,"oneid":N,"size":N,"first_seen":ms,"anchor":"mobile:...",
+ *     "identifiers":[{"type":"mobile","value":"...","trust":"strong","first_seen":ms}]}
+ *  "requested" differs from "oneid" when the requested OneID was absorbed. "anchor" is the
+ *  identifier the OneID is held by (it keeps the OneID through splits). Quarantined and
+ *  removed identifiers belong to no person.
  *  flags: CDP_MASK masks values. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
                                        uint32_t flags);
@@ -236,7 +244,7 @@ CDP_API int32_t cdp_person_split(cdp_buf *out, cdp_engine *engine, uint64_t onei
  *  *out_rule receives the rule's id. Both kinds are logged in the change feed and
  *  reversible with cdp_rule_remove(). Returns CDP_OK, CDP_EINVALID (unknown kind, values
  *  that do not normalise), CDP_ECONFLICT (force_link across a never_link rule, or the
- *  reverse), CDP_EMISUSE, CDP_ENOMEM. */
+ *  reverse), CDP_EMISUSE (out_rule or engine NULL), CDP_ENOMEM. */
 CDP_API int32_t cdp_rule_add(uint64_t *out_rule, cdp_engine *engine, const char *kind,
                              uint64_t kind_len, const char *type_a, uint64_t type_a_len,
                              const char *value_a, uint64_t value_a_len,

@@ -97,7 +97,7 @@ struct IdentityGraph::Impl {
   // each identifier costs one 4-byte slot instead of a key copy.
   struct NodeHash {
     using is_transparent = void;
-    const std::vector<Node>* nodes;
+    const ChunkedVector<Node>* nodes;
     size_t operator()(NodeId n) const {
       const Node& x = (*nodes)[n];
       return HashId(x.type, {x.str, x.len});
@@ -106,7 +106,7 @@ struct IdentityGraph::Impl {
   };
   struct NodeEq {
     using is_transparent = void;
-    const std::vector<Node>* nodes;
+    const ChunkedVector<Node>* nodes;
     std::string_view V(NodeId n) const { return {(*nodes)[n].str, (*nodes)[n].len}; }
     bool operator()(NodeId a, NodeId b) const { return a == b; }
     bool operator()(NodeId a, const IdKey& k) const { return (*nodes)[a].type == k.type && V(a) == k.value; }
@@ -120,7 +120,7 @@ struct IdentityGraph::Impl {
   };
   struct LinkHash {
     using is_transparent = void;
-    const std::vector<Link>* links;
+    const ChunkedVector<Link>* links;
     static size_t H(NodeId lo, NodeId hi, uint16_t s, LinkRule r) {
       uint64_t k[2] = {(uint64_t(lo) << 32) | hi, (uint64_t(s) << 8) | uint64_t(r)};
       return XXH3_64bits(k, sizeof k);
@@ -133,7 +133,7 @@ struct IdentityGraph::Impl {
   };
   struct LinkEq {
     using is_transparent = void;
-    const std::vector<Link>* links;
+    const ChunkedVector<Link>* links;
     bool operator()(uint32_t a, uint32_t b) const { return a == b; }
     bool operator()(uint32_t i, const LinkKey& k) const {
       const Link& l = (*links)[i];
@@ -148,7 +148,7 @@ struct IdentityGraph::Impl {
   Arena arena;
   absl::flat_hash_set<NodeId, NodeHash, NodeEq> index;
   absl::flat_hash_set<uint32_t, LinkHash, LinkEq> link_index;
-  std::vector<uint16_t> counts;           // persons × limited types
+  ChunkedVector<uint16_t> counts;         // persons × limited types
   std::vector<uint32_t> free_persons;
   std::vector<uint16_t> slot_type;        // limited slot → type
   std::vector<uint32_t> slot_limit;
@@ -177,7 +177,14 @@ struct IdentityGraph::Impl {
 
   size_t Slots() const { return slot_type.size(); }
   const IdPolicy& Policy(NodeId n) const { return cfg.types[g.nodes_[n].type]; }
-  uint16_t* Counts(uint32_t person) { return counts.data() + size_t(person) * Slots(); }
+  // A person's counters: Slots() consecutive entries. Chunks hold a multiple of any slot
+  // count that divides 2^16, so a person's counters never straddle two chunks.
+  uint16_t* Counts(uint32_t person) { return &counts[size_t(person) * SlotStride()]; }
+  size_t SlotStride() const {
+    size_t s = 1;
+    while (s < Slots()) s <<= 1;
+    return s;
+  }
 
   // --- union-find -----------------------------------------------------------------------
 
@@ -198,7 +205,7 @@ struct IdentityGraph::Impl {
     } else {
       p = static_cast<uint32_t>(g.persons_.size());
       g.persons_.emplace_back();
-      counts.resize(counts.size() + Slots());
+      for (size_t k = 0; k < SlotStride(); ++k) counts.push_back(0);
     }
     const Node& x = g.nodes_[n];
     g.persons_[p] = Person{0, x.first_seen, 1, (x.flags & kWeak) ? 0u : 1u, n, (x.flags & kRuleEnd) ? 1u : 0u};
@@ -678,6 +685,7 @@ NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint
   NodeId n = Find(type, v);
   if (n != kNoNode) return n;
   impl_->cur_ts = ts;
+  impl_->cur_record = 0;  // created by a rule, not by a record
   n = impl_->NewNode(type, v, ts, source);
   impl_->Created(n);
   return n;
@@ -688,6 +696,7 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   m.stats = &st;
   m.cur_record = record_seq;
   m.cur_ts = r.ts;
+  const uint64_t feed_mark = m.feed.next();
   // Resolve or create the record's identifiers. Small records: no allocation beyond the
   // fixed buffers below for up to 16 identifiers.
   constexpr size_t kInline = 16;
@@ -787,11 +796,23 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       if (k != ai && weak == (pass == 1) && !weighted[k]) link(anchor, ns[k], LinkRule::kRecord);
     }
   // Persons made only of new identifiers get their OneID now that linking is done.
+  bool created = false;
   for (size_t k = 0; k < n; ++k) {
     if (nodes_[ns[k]].flags & (kQuarantine | kDead)) continue;
     NodeId root = m.Root(ns[k]);
-    if (persons_[nodes_[root].summary].oneid == 0) m.Created(root);
+    if (persons_[nodes_[root].summary].oneid == 0) {
+      m.Created(root);
+      created = true;
+    }
   }
+  // A conflict raised against a person this record was creating named it 0: name it now.
+  if (created && st.conflicts)
+    for (uint64_t seq = feed_mark; seq < m.feed.next(); ++seq) {
+      FeedEvent* e = m.feed.At(seq);
+      if (!e || e->kind != FeedEvent::Kind::kConflict) continue;
+      if (e->a == 0) e->a = m.OneIdOf(links_[e->link].a);
+      if (e->b == 0) e->b = m.OneIdOf(links_[e->link].b);
+    }
   m.stats = nullptr;
   if (nodes_[anchor].flags & kQuarantine) {  // quarantined while linking: fall back
     for (size_t k = 0; k < n; ++k)
@@ -876,7 +897,8 @@ std::vector<uint64_t> IdentityGraph::RemoveSource(uint32_t source, bool& found) 
   Impl& m = *impl_;
   found = false;
   std::vector<NodeId> seeds;
-  for (Link& l : links_) {
+  for (size_t i = 0; i < links_.size(); ++i) {
+    Link& l = links_[i];
     if (l.source != source || l.state == LinkState::kRemoved) continue;
     found = true;
     l.state = LinkState::kRemoved;

@@ -71,6 +71,11 @@ class Feed {
     if (events_.empty()) texts_.clear();  // texts are only referenced by retained events
   }
   const std::string& text(uint32_t i) const { return texts_[i]; }
+  // A retained event by sequence number, or nullptr.
+  FeedEvent* At(uint64_t seq) {
+    uint64_t first = next_ - events_.size();
+    return seq >= first && seq < next_ ? &events_[seq - first] : nullptr;
+  }
   uint64_t first() const { return next_ - events_.size(); }
   uint64_t next() const { return next_; }
   uint64_t bytes() const { return events_.size() * sizeof(FeedEvent) + texts_.size() * 48; }

@@ -31,6 +31,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "cdp/chunked_vector.hpp"
 #include "cdp/feed.hpp"
 #include "cdp/policy.hpp"
 #include "cdp/record.hpp"
@@ -172,9 +173,9 @@ class IdentityGraph {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   // Hot arrays live here so inline accessors stay cheap; Impl holds the rest.
-  std::vector<Node> nodes_;
-  std::vector<Link> links_;
-  std::vector<Person> persons_;
+  ChunkedVector<Node> nodes_;
+  ChunkedVector<Link> links_;
+  ChunkedVector<Person> persons_;
   std::vector<ManualRule> rules_;
 };
 

@@ -1,0 +1,281 @@
+"""The pythonic face of cdpcore: an Engine that turns touchpoint records into persons.
+
+    with cdpcore.Engine() as e:
+        e.ingest([{"source": "pos", "ts": 1700000000000, "ids": {"mobile": "13912345678"}}])
+        oneid = e.resolve("mobile", "+86 139-1234-5678")
+        print(e.person(oneid, mask=True))
+
+Every method is a thin wrapper over one C function of capi/cdp.h: arguments are
+encoded to UTF-8 bytes, the status is turned into a typed exception (errors.py), and
+JSON results are decoded into dicts. Identifiers are (type, value) tuples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from ctypes import byref, c_uint64, string_at
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+
+from . import _lib
+from .errors import MisuseError, _check
+
+Identifier = Tuple[str, str]  # (type, value), e.g. ("mobile", "13912345678")
+Record = Union[Mapping[str, Any], str, bytes]
+Config = Union[Mapping[str, Any], str, bytes, None]
+
+
+def _bytes(text: Union[str, bytes]) -> bytes:
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"expected str or bytes, not {type(text).__name__}")
+
+
+def _sv(text: Union[str, bytes]) -> Tuple[bytes, int]:
+    """A string view for the C API: the UTF-8 bytes and their length."""
+    data = _bytes(text)
+    return data, len(data)
+
+
+def _json_call(fn, *args) -> Any:
+    """Calls a C function whose first argument is a cdp_buf, returns the decoded JSON."""
+    buf = _lib.cdp_buf()
+    try:
+        _check(fn(byref(buf), *args))
+        return json.loads(string_at(buf.ptr, buf.size)) if buf.ptr else None
+    finally:
+        _lib.cdp_buf_free(byref(buf))
+
+
+def _line(record: Record) -> bytes:
+    """One record as one line of NDJSON, without its line terminator."""
+    if isinstance(record, Mapping):
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    line = _bytes(record).rstrip(b"\r\n")  # lines read from a file keep their terminator
+    if b"\n" in line:
+        # It would become two lines and shift the report's line numbers and "assign".
+        raise ValueError("a record line contains a newline; pass NDJSON text as a whole")
+    return line
+
+
+def _ndjson(records: Union[bytes, str, Iterable[Record]]) -> bytes:
+    if isinstance(records, (bytes, bytearray, memoryview)):
+        return bytes(records)
+    if isinstance(records, str):
+        return records.encode("utf-8")
+    if isinstance(records, Mapping):
+        raise TypeError("ingest() takes many records; use ingest_record() for one")
+    return b"\n".join(_line(r) for r in records)
+
+
+def version() -> str:
+    """The runtime library version, "MAJOR.MINOR.PATCH"."""
+    return _lib.cdp_version_string().decode()
+
+
+def default_config() -> Dict[str, Any]:
+    """The built-in engine config: every identifier type's policy and the blocklist.
+
+    Edit it and pass it to Engine(config=...) to change a policy."""
+    return _json_call(_lib.cdp_config_default)
+
+
+class Engine:
+    """An identity graph: records in, persons (OneIDs) out.
+
+    Use it as a context manager, or call close(). One thread at a time per engine.
+    """
+
+    def __init__(self, config: Config = None, path: Optional[Union[str, os.PathLike]] = None
+                 ) -> None:
+        """Opens an engine.
+
+        config: a dict, or JSON text; None for default_config().
+        path: None for an in-memory engine; a directory for a persistent one (this
+        library version raises UnsupportedError for it).
+        Raises InvalidError for a bad config; its message names the line, column or
+        JSON path at fault.
+        """
+        self._handle: Optional[int] = None  # set first: __del__ runs even if open fails
+        if config is None:
+            data = b""
+        elif isinstance(config, Mapping):
+            data = json.dumps(config, ensure_ascii=False).encode("utf-8")
+        else:
+            data = _bytes(config)
+        directory = os.fsencode(path) if path is not None else None
+        handle = _lib.cdp_engine_p()
+        _check(_lib.cdp_engine_open(byref(handle), data or None, len(data), directory))
+        self._handle = handle.value
+
+    # --- lifetime -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the engine. Safe to call twice; every other method then raises
+        MisuseError."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _check(_lib.cdp_engine_close(handle))
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # At interpreter exit the module globals may already be gone; the OS frees then.
+        if getattr(self, "_handle", None) is not None and _lib is not None:
+            _lib.cdp_engine_close(self._handle)
+            self._handle = None
+
+    def __repr__(self) -> str:
+        return f"<cdpcore.Engine {'open' if self._handle is not None else 'closed'}>"
+
+    @property
+    def _h(self) -> int:
+        """The C handle; raises MisuseError once the engine is closed."""
+        if self._handle is None:
+            raise MisuseError(_lib.CDP_EMISUSE, "the engine is closed")
+        return self._handle
+
+    # --- ingestion ------------------------------------------------------------------
+
+    def ingest(self, records: Union[bytes, str, Iterable[Record]], *, assign: bool = False
+               ) -> Dict[str, Any]:
+        """Ingests one batch of records and returns the report.
+
+        records: NDJSON as bytes or str, or an iterable of records, each a dict or one
+        JSON line (str or bytes). The batch's persons do not depend on its order.
+        Malformed lines are not raised: the report counts them and lists them under
+        "errors" with their 1-based line and field, and the other lines still land.
+        assign=True adds "assign": the OneID of every input line, 0 where a line was
+        rejected or linked no identifier.
+        Raises LimitError when the batch is over the configured size.
+        """
+        data = _ndjson(records)
+        flags = _lib.CDP_INGEST_ASSIGN if assign else 0
+        return _json_call(_lib.cdp_ingest_ndjson, self._h, data, len(data), flags)
+
+    def ingest_record(self, record: Record) -> Dict[str, Any]:
+        """Ingests one record (a dict or a JSON object as text) and returns its report,
+        whose "oneid" is the person it landed in. Raises InvalidError naming the field
+        when the record is malformed; nothing is ingested then."""
+        if isinstance(record, Mapping):
+            record = json.dumps(record, ensure_ascii=False)
+        data = _bytes(record)  # one JSON object, which may span lines
+        return _json_call(_lib.cdp_ingest_record, self._h, data, len(data))
+
+    # --- persons --------------------------------------------------------------------
+
+    def resolve(self, type: str, value: str) -> Optional[int]:
+        """The OneID holding an identifier, or None when it is unknown. The value is
+        normalised first: ("mobile", "+86 139-1234-5678") finds "13912345678"."""
+        oneid = c_uint64()
+        status = _lib.cdp_resolve(byref(oneid), self._h, *_sv(type), *_sv(value))
+        if status == _lib.CDP_ENOTFOUND:
+            return None
+        _check(status)
+        return oneid.value
+
+    def person(self, oneid: int, mask: bool = False) -> Dict[str, Any]:
+        """A person and its identifiers. An absorbed OneID answers for its survivor
+        ("requested" keeps the one asked for). mask=True masks values (138****8000).
+        Raises NotFoundError for an unknown OneID."""
+        flags = _lib.CDP_MASK if mask else 0
+        return _json_call(_lib.cdp_person_identifiers, self._h, oneid, flags)
+
+    def persons(self, mask: bool = False, page_size: int = 1000) -> Iterator[Dict[str, Any]]:
+        """Iterates over every person, fetching page_size at a time. Do not change the
+        engine while iterating."""
+        flags = _lib.CDP_MASK if mask else 0
+        cursor = 0
+        while True:
+            page = _json_call(_lib.cdp_persons_page, self._h, cursor, page_size, flags)
+            yield from page["persons"]
+            cursor = page["next"]
+            if cursor == 0:
+                return
+
+    def explain(self, a: Identifier, b: Identifier) -> Dict[str, Any]:
+        """Why two identifiers are one person (the evidence path, "linked": True) or
+        what kept them apart ("linked": False, "kept_apart_by"). Raises NotFoundError
+        when either is unknown."""
+        return _json_call(_lib.cdp_explain, self._h,
+                          *_sv(a[0]), *_sv(a[1]), *_sv(b[0]), *_sv(b[1]))
+
+    # --- unmerge and manual rules ---------------------------------------------------
+    # Each returns {"oneids": [the persons that result], "feed": {"from": C, "to": C}}.
+
+    def remove_identifier(self, type: str, value: str) -> Dict[str, Any]:
+        """Removes an identifier and all evidence touching it; its person is rebuilt
+        from what remains. Raises NotFoundError when it is unknown."""
+        return _json_call(_lib.cdp_identifier_remove, self._h, *_sv(type), *_sv(value))
+
+    def remove_source(self, source: str) -> Dict[str, Any]:
+        """Removes all evidence that came from a source (e.g. a system found to be
+        wrong). Raises NotFoundError when no record came from it."""
+        return _json_call(_lib.cdp_source_remove, self._h, *_sv(source))
+
+    def split(self, oneid: int, identifiers: Iterable[Union[str, Identifier]]
+              ) -> Dict[str, Any]:
+        """Splits a person: the listed identifiers ("type:value" or (type, value)) become
+        one side, the rest the other, and a never_link rule keeps them apart. Raises
+        InvalidError when the list is all, none or not of this person."""
+        idents = [i if isinstance(i, str) else f"{i[0]}:{i[1]}" for i in identifiers]
+        data = json.dumps(idents, ensure_ascii=False).encode("utf-8")
+        return _json_call(_lib.cdp_person_split, self._h, oneid, data, len(data))
+
+    def force_link(self, a: Identifier, b: Identifier, note: str = "") -> int:
+        """Joins the persons of two identifiers despite the policies; returns the rule
+        id. Raises ConflictError across a never_link rule."""
+        return self._add_rule("force_link", a, b, note)
+
+    def never_link(self, a: Identifier, b: Identifier, note: str = "") -> int:
+        """Keeps two identifiers in different persons (splitting one holding both);
+        returns the rule id. Raises ConflictError across a force_link rule."""
+        return self._add_rule("never_link", a, b, note)
+
+    def _add_rule(self, kind: str, a: Identifier, b: Identifier, note: str) -> int:
+        rule = c_uint64()
+        _check(_lib.cdp_rule_add(byref(rule), self._h, *_sv(kind),
+                                 *_sv(a[0]), *_sv(a[1]), *_sv(b[0]), *_sv(b[1]), *_sv(note)))
+        return rule.value
+
+    def remove_rule(self, rule: int) -> Dict[str, Any]:
+        """Removes a manual rule and rebuilds the persons it touched. Raises
+        NotFoundError for an unknown rule id."""
+        return _json_call(_lib.cdp_rule_remove, self._h, rule)
+
+    def rules(self) -> List[Dict[str, Any]]:
+        """The manual rules: [{"id", "kind", "a": "type:value", "b", "note"}]."""
+        return _json_call(_lib.cdp_rules_list, self._h)["rules"]
+
+    # --- change feed ----------------------------------------------------------------
+
+    def feed(self, cursor: int = 0, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
+        """Reads up to limit change events with seq >= cursor. Returns (events, next):
+        pass next back to continue; an empty list means caught up."""
+        page = _json_call(_lib.cdp_feed_read, self._h, cursor, limit)
+        return page["events"], page["next"]
+
+    def feed_iter(self, cursor: int = 0, limit: int = 1000) -> Iterator[Dict[str, Any]]:
+        """Iterates over change events from cursor until caught up."""
+        while True:
+            events, cursor = self.feed(cursor, limit)
+            if not events:
+                return
+            yield from events
+
+    def trim_feed(self, cursor: int) -> None:
+        """Drops events with seq < cursor, which the host has consumed."""
+        _check(_lib.cdp_feed_trim(self._h, cursor))
+
+    # --- statistics -----------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Counts of persons, identifiers, links, conflicts, quarantined identifiers and
+        records, the feed's cursor range, and memory in bytes by structure."""
+        return _json_call(_lib.cdp_engine_stats, self._h)

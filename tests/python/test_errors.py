@@ -1,0 +1,120 @@
+"""Statuses become typed exceptions that carry cdp_error_last()."""
+
+import ctypes
+import json
+import re
+import tempfile
+import unittest
+
+import support  # noqa: F401  (makes cdpcore importable from the source tree)
+
+import cdpcore
+from cdpcore import _lib
+from cdpcore.errors import _BY_STATUS, _check
+
+
+class CheckTest(unittest.TestCase):
+    def test_every_status_maps_to_its_own_class(self):
+        statuses = [v for k, v in vars(_lib).items() if k.startswith("CDP_E")]
+        self.assertEqual(sorted(statuses), sorted(_BY_STATUS))
+        self.assertEqual(len(set(_BY_STATUS.values())), len(_BY_STATUS))
+        for status, cls in _BY_STATUS.items():
+            with self.subTest(cls=cls.__name__), self.assertRaises(cls) as cm:
+                _check(status)
+            self.assertIsInstance(cm.exception, cdpcore.CdpError)
+            self.assertEqual(cm.exception.status, status)
+            self.assertTrue(str(cm.exception))
+
+    def test_ok_passes_and_an_unknown_status_is_a_plain_cdp_error(self):
+        _check(_lib.CDP_OK)
+        with self.assertRaises(cdpcore.CdpError) as cm:
+            _check(-999)
+        self.assertIs(type(cm.exception), cdpcore.CdpError)
+
+    def test_builtin_bases_let_generic_code_catch_them(self):
+        self.assertTrue(issubclass(cdpcore.InvalidError, ValueError))
+        self.assertTrue(issubclass(cdpcore.NotFoundError, LookupError))
+        self.assertTrue(issubclass(cdpcore.NoMemoryError, MemoryError))
+        self.assertTrue(issubclass(cdpcore.CdpIOError, OSError))
+        self.assertTrue(issubclass(cdpcore.UnsupportedError, NotImplementedError))
+
+    def test_the_message_is_the_library_s_last_error(self):
+        # A NULL engine is answered by the C library itself, not by the Python wrapper.
+        buf = _lib.cdp_buf()
+        status = _lib.cdp_engine_stats(ctypes.byref(buf), None)
+        expected = _lib.cdp_error_last().decode()
+        self.assertEqual(status, _lib.CDP_EMISUSE)
+        self.assertTrue(expected)
+        with self.assertRaises(cdpcore.MisuseError) as cm:
+            _check(_lib.cdp_engine_stats(ctypes.byref(buf), None))
+        self.assertEqual(cm.exception.message, expected)
+
+
+class EngineErrorsTest(unittest.TestCase):
+    def test_bad_config_json_names_the_place(self):
+        with self.assertRaises(cdpcore.InvalidError) as cm:
+            cdpcore.Engine(config='{\n  "types": [\n')
+        self.assertEqual(cm.exception.status, _lib.CDP_EINVALID)
+        self.assertRegex(str(cm.exception), re.compile(r"line|column|offset", re.I))
+
+    def test_bad_config_value_names_its_json_path(self):
+        config = cdpcore.default_config()
+        config["id_types"]["mobile"]["trust"] = "very"
+        with self.assertRaises(cdpcore.InvalidError) as cm:
+            cdpcore.Engine(config=config)
+        message = str(cm.exception)
+        self.assertIn("mobile", message)
+        self.assertIn("trust", message)
+
+    def test_config_of_the_wrong_python_type(self):
+        with self.assertRaises(TypeError):
+            cdpcore.Engine(config=42)
+
+    def test_unknown_oneid_is_not_found(self):
+        with cdpcore.Engine() as e:
+            with self.assertRaises(cdpcore.NotFoundError) as cm:
+                e.person(123456789)
+            self.assertEqual(cm.exception.status, _lib.CDP_ENOTFOUND)
+            self.assertTrue(cm.exception.message)
+
+    def test_unknown_rule_and_source_are_not_found(self):
+        with cdpcore.Engine() as e:
+            self.assertRaises(cdpcore.NotFoundError, e.remove_rule, 42)
+            self.assertRaises(cdpcore.NotFoundError, e.remove_source, "nowhere")
+
+    def test_unknown_rule_kind_is_invalid(self):
+        with cdpcore.Engine() as e:
+            with self.assertRaises(cdpcore.InvalidError):
+                e._add_rule("maybe_link", ("mobile", "13957218846"),
+                            ("member_no", "M2023000481"), "")
+
+    def test_rule_on_a_value_that_does_not_normalise_is_invalid(self):
+        with cdpcore.Engine() as e:
+            with self.assertRaises(cdpcore.InvalidError):
+                e.force_link(("mobile", "not a phone"), ("member_no", "M2023000481"))
+
+    def test_a_batch_over_the_configured_limit_is_refused_whole(self):
+        config = cdpcore.default_config()
+        config["limits"]["max_batch_bytes"] = 100
+        line = json.dumps({"source": "pos", "ts": 1700000000000, "ids": {"mobile": "13957218846"}})
+        with cdpcore.Engine(config=config) as e:
+            self.assertLess(len(line), 100)
+            self.assertGreater(2 * len(line) + 1, 100)
+            e.ingest([line])
+            with self.assertRaises(cdpcore.LimitError):
+                e.ingest([line, line])
+            self.assertEqual(e.stats()["records"]["accepted"], 1)
+
+    def test_persistent_engine_is_unsupported_in_this_version(self):
+        with tempfile.TemporaryDirectory() as d, self.assertRaises(cdpcore.UnsupportedError):
+            cdpcore.Engine(path=d)
+
+    def test_closed_engine_is_misuse(self):
+        e = cdpcore.Engine()
+        e.close()
+        with self.assertRaises(cdpcore.MisuseError):
+            e.resolve("mobile", "13957218846")
+
+
+if __name__ == "__main__":
+    unittest.main()
