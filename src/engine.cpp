@@ -105,27 +105,23 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   // Order independence: identifiers inside a record by (type, value), records by (time,
   // content key), exact content as the last tie-break. The line number never decides.
   auto& recs = b.records;
+  const std::vector<uint32_t>& rank = cfg_.name_rank;
   for (Record& r : recs) {
     auto* first = b.ids.data() + r.ids_begin;
     std::sort(first, first + r.ids_count, [&](const RecordId& x, const RecordId& y) {
-      const std::string& tx = cfg_.types[x.type].name;
-      const std::string& ty = cfg_.types[y.type].name;
-      if (tx != ty) return tx < ty;
+      if (x.type != y.type) return rank[x.type] < rank[y.type];
       return b.Value(x) < b.Value(y);
     });
-    XXH3_state_t st;
-    XXH3_INITSTATE(&st);
-    XXH3_64bits_reset(&st);
+    // The content key: source and identifiers, each hashed once (seeded by the type's
+    // name rank) and combined in their sorted order.
     const std::string& src = impl_->sources.Name(r.source);
-    XXH3_64bits_update(&st, src.data(), src.size() + 1);
+    uint64_t key = XXH3_64bits(src.data(), src.size());
     for (uint32_t k = 0; k < r.ids_count; ++k) {
       const RecordId& id = first[k];
-      const std::string& tn = cfg_.types[id.type].name;
-      XXH3_64bits_update(&st, tn.data(), tn.size() + 1);
-      XXH3_64bits_update(&st, b.arena.data() + id.value_off, id.value_len);
-      XXH3_64bits_update(&st, "\x1f", 1);
+      key = (key ^ XXH3_64bits_withSeed(b.arena.data() + id.value_off, id.value_len, rank[id.type])) *
+            0x9E3779B97F4A7C15ull;
     }
-    r.key = XXH3_64bits_digest(&st);
+    r.key = key;
   }
   std::vector<uint32_t> order(recs.size());
   std::iota(order.begin(), order.end(), 0u);

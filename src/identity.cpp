@@ -122,8 +122,12 @@ struct IdentityGraph::Impl {
     using is_transparent = void;
     const ChunkedVector<Link>* links;
     static size_t H(NodeId lo, NodeId hi, uint16_t s, LinkRule r) {
-      uint64_t k[2] = {(uint64_t(lo) << 32) | hi, (uint64_t(s) << 8) | uint64_t(r)};
-      return XXH3_64bits(k, sizeof k);
+      // Two words through a multiply-xorshift mixer: cheaper than a byte hash, and the
+      // table's control bytes take the top bits, the slot the bottom ones.
+      uint64_t h = ((uint64_t(lo) << 32) | hi) * 0x9E3779B97F4A7C15ull;
+      h ^= ((uint64_t(s) << 8) | uint64_t(r)) + (h >> 29);
+      h *= 0xBF58476D1CE4E5B9ull;
+      return h ^ (h >> 32);
     }
     size_t operator()(uint32_t i) const {
       const Link& l = (*links)[i];
@@ -246,9 +250,7 @@ struct IdentityGraph::Impl {
     int px = cfg.types[x.type].priority, py = cfg.types[y.type].priority;
     if (px != py) return px > py;
     if (x.first_seen != y.first_seen) return x.first_seen < y.first_seen;
-    const std::string& tx = cfg.types[x.type].name;
-    const std::string& ty = cfg.types[y.type].name;
-    if (tx != ty) return tx < ty;
+    if (x.type != y.type) return cfg.name_rank[x.type] < cfg.name_rank[y.type];
     return std::string_view(x.str, x.len) < std::string_view(y.str, y.len);
   }
 

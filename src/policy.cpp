@@ -26,6 +26,14 @@ int EngineConfig::FindType(std::string_view name) const {
   return -1;
 }
 
+void EngineConfig::RankTypes() {
+  std::vector<uint32_t> order(types.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return types[a].name < types[b].name; });
+  name_rank.assign(types.size(), 0);
+  for (uint32_t r = 0; r < order.size(); ++r) name_rank[order[r]] = r;
+}
+
 // --- normalisation ----------------------------------------------------------------------
 
 namespace {
@@ -432,6 +440,7 @@ absl::StatusOr<EngineConfig> ParseConfig(std::string_view json) {
   cfg.unknown_type_policy.limit_slot = -1;
   cfg.unknown_type_policy.max_per_person = 0;  // unknown types carry no per-person limit
   if (cfg.types.size() > 4096) return Bad("id_types", "at most 4096 identifier types");
+  cfg.RankTypes();
   return cfg;
 }
 

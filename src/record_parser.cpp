@@ -181,7 +181,9 @@ struct RecordParser::Impl {
     IdPolicy p = cfg.unknown_type_policy;
     p.name = std::string(name);
     p.configured = false;
+    if (cfg.types.size() >= 65535) return -1;  // type ids are 16-bit in the graph
     cfg.types.push_back(std::move(p));
+    cfg.RankTypes();
     auto id = static_cast<uint32_t>(cfg.types.size() - 1);
     type_index.emplace(cfg.types.back().name, id);
     return static_cast<int>(id);

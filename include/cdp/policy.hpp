@@ -101,7 +101,12 @@ struct EngineConfig {
   uint64_t oneid_seed = 0;          // mixes into OneID derivation
   Limits limits;
 
+  // Rank of each type by name: the order-independent tie-break between identifiers
+  // (type ids depend on the order types were first seen). Kept by RankTypes().
+  std::vector<uint32_t> name_rank;
+
   int FindType(std::string_view name) const;
+  void RankTypes();
 };
 
 // Parses an engine config document. Missing keys take the defaults of the built-in
