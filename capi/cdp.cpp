@@ -218,6 +218,14 @@ int32_t cdp_ingest_record(cdp_buf* out, cdp_engine* engine, const char* json, ui
   });
 }
 
+int32_t cdp_records_resolve(cdp_buf* out, cdp_engine* engine, const char* data, uint64_t len) {
+  CDP_NEED(out, "cdp_records_resolve");
+  return With(engine, "cdp_records_resolve", [&](cdp::Engine& e) -> int32_t {
+    if (data == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_records_resolve: data is NULL");
+    return Put(out, e.ResolveNdjson(View(data, len)));
+  });
+}
+
 int32_t cdp_resolve(uint64_t* out, cdp_engine* engine, const char* type, uint64_t type_len,
                     const char* value, uint64_t value_len) {
   CDP_NEED(out, "cdp_resolve");

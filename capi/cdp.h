@@ -169,6 +169,15 @@ CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *
 CDP_API int32_t cdp_ingest_record(cdp_buf *out, cdp_engine *engine, const char *json,
                                   uint64_t len);
 
+/** Resolves NDJSON records without ingesting them: for each physical line, the OneID its
+ *  identifiers belong to now (its best live identifier's person), 0 for a blank or
+ *  malformed line or one with no known identifier. A CRM that stored CDP_INGEST_ASSIGN
+ *  results refreshes them with this after merges, splits and quarantines:
+ *    {"lines":N,"rejected":N,"oneids":[...]}
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ELIMIT, CDP_ENOMEM. */
+CDP_API int32_t cdp_records_resolve(cdp_buf *out, cdp_engine *engine, const char *data,
+                                    uint64_t len);
+
 /* ---------------------------------------------------------------------------------- */
 /* Persons                                                                              */
 

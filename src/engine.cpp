@@ -141,12 +141,7 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   });
 
   LinkStats st;
-  std::vector<NodeId> anchors(assign ? total_lines + 1 : 0, kNoNode);
-  for (uint32_t i : order) {
-    const Record& r = recs[i];
-    NodeId a = graph_->AddRecord(b, r, base + r.line, st);
-    if (assign) anchors[r.line] = a;
-  }
+  for (uint32_t i : order) graph_->AddRecord(b, recs[i], base + recs[i].line, st);
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
 
@@ -211,11 +206,40 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   w.Key("quarantined").Uint(st.quarantined);
   w.Key("feed").BeginObject().Key("from").Uint(feed_from).Key("to").Uint(feed_.next()).EndObject();
   if (assign) {
-    w.Key("assign").BeginArray();
-    for (uint32_t line = 1; line <= total_lines; ++line)
-      w.Uint(anchors[line] == kNoNode ? 0 : graph_->OneIdOf(anchors[line]));
-    w.EndArray();
+    w.Key("assign");
+    WriteOneIdsPerLine(w, b, total_lines);
   }
+  w.EndObject();
+  return out;
+}
+
+// One OneID per physical line: where each record belongs now (0: blank, rejected, or no
+// live identifier). The same rule serves CDP_INGEST_ASSIGN and re-resolution later.
+void Engine::WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines) {
+  std::vector<uint64_t> per_line(total_lines + 1, 0);
+  for (const Record& r : b.records) {
+    NodeId n = graph_->RecordAnchor(b, r);
+    if (n != kNoNode) per_line[r.line] = graph_->OneIdOf(n);
+  }
+  w.BeginArray();
+  for (uint32_t line = 1; line <= total_lines; ++line) w.Uint(per_line[line]);
+  w.EndArray();
+}
+
+absl::StatusOr<std::string> Engine::ResolveNdjson(std::string_view data) {
+  if (data.size() > cfg_.limits.max_batch_bytes)
+    return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes"));
+  Batch b;
+  impl_->parser->ParseNdjson(data, b);
+  auto total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
+                                           (!data.empty() && data.back() != '\n'));
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("lines").Uint(b.lines);
+  w.Key("rejected").Uint(b.rejected);
+  w.Key("oneids");
+  WriteOneIdsPerLine(w, b, total_lines);
   w.EndObject();
   return out;
 }

@@ -661,6 +661,18 @@ NodeId IdentityGraph::Find(uint32_t type, std::string_view v) const {
 }
 
 NodeId IdentityGraph::Root(NodeId n) { return impl_->Root(n); }
+bool IdentityGraph::BetterAnchor(NodeId a, NodeId b) const { return impl_->BetterAnchor(a, b); }
+
+NodeId IdentityGraph::RecordAnchor(const Batch& b, const Record& r) const {
+  NodeId best = kNoNode;
+  for (uint32_t k = 0; k < r.ids_count; ++k) {
+    const RecordId& id = b.ids[r.ids_begin + k];
+    NodeId n = Find(id.type, b.Value(id));
+    if (n == kNoNode || !Live(n)) continue;
+    if (best == kNoNode || impl_->BetterAnchor(n, best)) best = n;
+  }
+  return best;
+}
 bool IdentityGraph::Live(NodeId n) const { return n < nodes_.size() && !(nodes_[n].flags & (kDead | kQuarantine)); }
 bool IdentityGraph::Quarantined(NodeId n) const { return n < nodes_.size() && (nodes_[n].flags & kQuarantine); }
 uint64_t IdentityGraph::OneIdOf(NodeId n) { return impl_->OneIdOf(n); }

@@ -18,8 +18,11 @@
 #include "cdp/feed.hpp"
 #include "cdp/identity.hpp"
 #include "cdp/policy.hpp"
+#include "cdp/record.hpp"
 
 namespace cdp {
+
+namespace json { class Writer; }
 
 class Engine {
  public:
@@ -33,6 +36,8 @@ class Engine {
   absl::StatusOr<std::string> IngestRecord(std::string_view json);
 
   absl::StatusOr<uint64_t> Resolve(std::string_view type, std::string_view value);
+  // The OneID each NDJSON line belongs to now, without ingesting: {"lines":N,"oneids":[]}.
+  absl::StatusOr<std::string> ResolveNdjson(std::string_view data);
   absl::StatusOr<std::string> PersonIdentifiers(uint64_t oneid, bool mask);
   std::string PersonsPage(uint64_t cursor, uint32_t limit, bool mask);
   absl::StatusOr<std::string> Explain(std::string_view type_a, std::string_view value_a,
@@ -60,6 +65,7 @@ class Engine {
 
  private:
   Engine() = default;
+  void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines);
   struct Impl;
   EngineConfig cfg_;
   Feed feed_;

@@ -114,6 +114,12 @@ class IdentityGraph {
   // person), or kNoNode when it carried no usable identifier.
   NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st);
 
+  // The node a record belongs by now: its best live identifier (strong first, then
+  // priority, first seen, type and value), or kNoNode.
+  NodeId RecordAnchor(const Batch& batch, const Record& r) const;
+  // Anchor order: true when a is the better anchor than b.
+  bool BetterAnchor(NodeId a, NodeId b) const;
+
   // Lookups. Find returns kNoNode when unknown (or removed).
   NodeId Find(uint32_t type, std::string_view normalized) const;
   NodeId Root(NodeId n);

@@ -211,7 +211,30 @@ static void test_explain_unknown_identifier_is_not_found(void) {
   cdp_engine_close(e);
 }
 
+/* cdp_records_resolve: one OneID per line, now, without ingesting. */
+static void test_records_resolve_answers_per_line(void) {
+  cdp_engine *e = open_default();
+  cdp_buf out = CDP_BUF_INIT;
+  char want[96];
+  REQUIRE(e);
+  INGEST_OK(e, "{'source':'crm','ts':1,'ids':{'member_no':'M1'}}\n");
+  uint64_t id = oneid_of(e, "member_no", "M1");
+  const char *lines = "{\"source\":\"x\",\"ts\":2,\"ids\":{\"member_no\":\"M1\"}}\n"
+                      "{\"source\":\"x\",\"ts\":2,\"ids\":{\"member_no\":\"M2\"}}\n"
+                      "not json\n";
+  REQUIRE_RC(CDP_OK, cdp_records_resolve(&out, e, lines, strlen(lines)));
+  snprintf(want, sizeof want, "\"oneids\":[%llu,0,0]", (unsigned long long)id);
+  CHECK(contains(out.ptr, want));
+  CHECK(json_int(out.ptr, "\"rejected\":") == 1);
+  CHECK_RC(CDP_ENOTFOUND, cdp_resolve(&id, e, SV("member_no"), SV("M2"))); /* not ingested */
+  CHECK_RC(CDP_EMISUSE, cdp_records_resolve(NULL, e, lines, strlen(lines)));
+  CHECK_RC(CDP_EMISUSE, cdp_records_resolve(&out, NULL, lines, strlen(lines)));
+  cdp_buf_free(&out);
+  cdp_engine_close(e);
+}
+
 int main(void) {
+  RUN(test_records_resolve_answers_per_line);
   RUN(test_resolve_normalises_formatting_variants);
   RUN(test_resolve_unknown_or_unnormalisable_is_not_found);
   RUN(test_resolve_reads_only_the_given_length);

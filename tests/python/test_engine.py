@@ -168,6 +168,13 @@ class PersonsTest(EngineTestCase):
         self.assertIsNone(self.e.resolve("mobile", M2))
         self.assertIsNone(self.e.resolve("unionid", U1))
 
+    def test_resolve_records_answers_per_line_without_ingesting(self):
+        lines = [record("pos", TS, mobile=M1), record("pos", TS, mobile=M2)]
+        self.e.ingest(lines[:1])
+        before = self.e.stats()["records"]["accepted"]
+        self.assertEqual(self.e.resolve_records(lines), [self.e.resolve("mobile", M1), 0])
+        self.assertEqual(self.e.stats()["records"]["accepted"], before)
+
     def test_person_lists_identifiers_and_masks_on_request(self):
         self.e.ingest([record("app", TS, mobile=M1, member_no=N1)])
         oneid = self.e.resolve("mobile", M1)

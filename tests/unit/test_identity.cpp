@@ -326,3 +326,30 @@ TEST_CASE("the feed reads from a cursor and can be trimmed") {
   Json end(e->FeedJson(next, 10));
   CHECK(Arr(end["events"]).size() == 0);
 }
+
+TEST_CASE("re-resolving records follows quarantines that came after their batch") {
+  auto e = OpenEngine(R"({"quarantine_after":3})");
+  // Batch 1: a walk-in whose only identifier is the store's phone lands on the person
+  // who first used that phone.
+  std::string b1 = Join({Rec("pos", kT0, R"("mobile":"13911112222","member_no":"W0")"),
+                         Rec("pos", kT0 + 1, R"("mobile":"13911112222")")});
+  auto first = Assign(Ingest(*e, b1));
+  CHECK(first[1] == first[0]);
+  // Later batches reveal the phone as shared: it is quarantined and detached.
+  std::vector<std::string> more;
+  for (int i = 1; i < 8; ++i)
+    more.push_back(Rec("pos", kT0 + 10 + i, "\"mobile\":\"13911112222\",\"member_no\":\"W" + std::to_string(i) + "\""));
+  Ingest(*e, Join(more));
+  REQUIRE(Resolve(*e, "mobile", "13911112222") == 0);
+  auto now = e->ResolveNdjson(b1);
+  REQUIRE(now.ok());
+  Json j(*now);
+  std::vector<uint64_t> ids;
+  for (auto v : Arr(j["oneids"])) ids.push_back(v.get_uint64().value());
+  REQUIRE(ids.size() == 2);
+  CHECK(ids[0] == Resolve(*e, "member_no", "W0"));
+  CHECK(ids[1] == 0);  // its only identifier is quarantined: it belongs to no one now
+  // Re-resolving ingests nothing.
+  Json st(e->StatsJson());
+  CHECK(U(st["records"]["accepted"]) == 9);
+}

@@ -206,6 +206,11 @@ cdp_ingest_record = _bind("cdp_ingest_record", [cdp_buf_p, cdp_engine_p, c_char_
 
 # --- persons --------------------------------------------------------------------------
 
+# CDP_API int32_t cdp_records_resolve(cdp_buf *out, cdp_engine *engine, const char *data,
+#                                     uint64_t len);
+cdp_records_resolve = _bind("cdp_records_resolve", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64],
+                            c_int32)
+
 # CDP_API int32_t cdp_resolve(uint64_t *out, cdp_engine *engine, const char *type,
 #                             uint64_t type_len, const char *value, uint64_t value_len);
 cdp_resolve = _bind("cdp_resolve",

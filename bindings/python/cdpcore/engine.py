@@ -170,6 +170,14 @@ class Engine:
 
     # --- persons --------------------------------------------------------------------
 
+    def resolve_records(self, records: Union[bytes, str, Iterable[Record]]) -> List[int]:
+        """The OneID each record belongs to now, one per line, without ingesting them
+        (0 for a blank or malformed line or one with no known identifier). Use it to
+        refresh OneIDs stored from ingest(assign=True) after merges, splits and
+        quarantines."""
+        data = _ndjson(records)
+        return _json_call(_lib.cdp_records_resolve, self._h, data, len(data))["oneids"]
+
     def resolve(self, type: str, value: str) -> Optional[int]:
         """The OneID holding an identifier, or None when it is unknown. The value is
         normalised first: ("mobile", "+86 139-1234-5678") finds "13912345678"."""

@@ -34,6 +34,7 @@ int32_t (*const pin_ingest_ndjson)(cdp_buf *, cdp_engine *, str, len, uint32_t) 
     cdp_ingest_ndjson;
 int32_t (*const pin_ingest_record)(cdp_buf *, cdp_engine *, str, len) = cdp_ingest_record;
 int32_t (*const pin_resolve)(uint64_t *, cdp_engine *, str, len, str, len) = cdp_resolve;
+int32_t (*const pin_records_resolve)(cdp_buf *, cdp_engine *, str, len) = cdp_records_resolve;
 int32_t (*const pin_person_identifiers)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) =
     cdp_person_identifiers;
 int32_t (*const pin_persons_page)(cdp_buf *, cdp_engine *, uint64_t, uint32_t, uint32_t) =
