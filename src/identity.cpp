@@ -664,14 +664,18 @@ NodeId IdentityGraph::Root(NodeId n) { return impl_->Root(n); }
 bool IdentityGraph::BetterAnchor(NodeId a, NodeId b) const { return impl_->BetterAnchor(a, b); }
 
 NodeId IdentityGraph::RecordAnchor(const Batch& b, const Record& r) const {
-  NodeId best = kNoNode;
+  NodeId nodes[64];
+  std::vector<NodeId> heap;
+  NodeId* ns = nodes;
+  if (r.ids_count > 64) {
+    heap.resize(r.ids_count);
+    ns = heap.data();
+  }
   for (uint32_t k = 0; k < r.ids_count; ++k) {
     const RecordId& id = b.ids[r.ids_begin + k];
-    NodeId n = Find(id.type, b.Value(id));
-    if (n == kNoNode || !Live(n)) continue;
-    if (best == kNoNode || impl_->BetterAnchor(n, best)) best = n;
+    ns[k] = Find(id.type, b.Value(id));
   }
-  return best;
+  return RecordAnchor(ns, r.ids_count);
 }
 bool IdentityGraph::Live(NodeId n) const { return n < nodes_.size() && !(nodes_[n].flags & (kDead | kQuarantine)); }
 bool IdentityGraph::Quarantined(NodeId n) const { return n < nodes_.size() && (nodes_[n].flags & kQuarantine); }
@@ -705,7 +709,34 @@ NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint
   return n;
 }
 
-NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record_seq, LinkStats& st) {
+void IdentityGraph::Prefetch(const Batch& b, const Record& r) const {
+  for (uint32_t k = 0; k < r.ids_count; ++k) {
+    const RecordId& id = b.ids[r.ids_begin + k];
+    impl_->index.prefetch(IdKey{id.type, b.Value(id)});
+  }
+}
+
+void IdentityGraph::Prelookup(const Batch& b, const Record& r, NodeId* nodes) const {
+  for (uint32_t k = 0; k < r.ids_count; ++k) {
+    const RecordId& id = b.ids[r.ids_begin + k];
+    NodeId n = Find(id.type, b.Value(id));
+    nodes[k] = n;
+    if (n != kNoNode) __builtin_prefetch(&nodes_[nodes_[n].parent]);  // usually the root
+  }
+}
+
+NodeId IdentityGraph::RecordAnchor(const NodeId* nodes, uint32_t count) const {
+  NodeId best = kNoNode;
+  for (uint32_t k = 0; k < count; ++k) {
+    NodeId n = nodes[k];
+    if (n == kNoNode || !Live(n)) continue;
+    if (best == kNoNode || impl_->BetterAnchor(n, best)) best = n;
+  }
+  return best;
+}
+
+NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record_seq, LinkStats& st,
+                                NodeId* found) {
   Impl& m = *impl_;
   m.stats = &st;
   m.cur_record = record_seq;
@@ -735,9 +766,16 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   for (uint32_t k = 0; k < r.ids_count; ++k) {
     const RecordId& id = b.ids[r.ids_begin + k];
     std::string_view v = b.Value(id);
-    auto it = m.index.find(IdKey{id.type, v});
-    if (it != m.index.end()) {
-      Node& x = nodes_[*it];
+    // A node found by the lookahead stays valid (nodes are not removed while a batch is
+    // linked); one it did not find may have been created since, so look again.
+    NodeId hit = found[k];
+    if (hit == kNoNode) {
+      auto it = m.index.find(IdKey{id.type, v});
+      if (it != m.index.end()) hit = *it;
+    }
+    if (hit != kNoNode) {
+      found[k] = hit;
+      Node& x = nodes_[hit];
       if (x.flags & kQuarantine) {
         st.ids_quarantined_skipped++;
         continue;
@@ -745,14 +783,14 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       if (x.source0 != r.source) x.flags |= kMultiSource;
       if (r.ts < x.first_seen) {
         x.first_seen = r.ts;
-        Person& p = persons_[nodes_[m.Root(*it)].summary];
+        Person& p = persons_[nodes_[m.Root(hit)].summary];
         p.first_seen = std::min(p.first_seen, r.ts);
       }
       existed[n] = true;
-      ns[n++] = *it;
+      ns[n++] = hit;
     } else {
       existed[n] = false;
-      ns[n++] = m.NewNode(id.type, v, r.ts, r.source);
+      ns[n++] = found[k] = m.NewNode(id.type, v, r.ts, r.source);
     }
   }
   if (n == 0) {

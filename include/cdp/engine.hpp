@@ -65,7 +65,8 @@ class Engine {
 
  private:
   Engine() = default;
-  void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines);
+  // nodes: each identifier's node as linking left it, or nullptr to look them up.
+  void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines, const NodeId* nodes);
   struct Impl;
   EngineConfig cfg_;
   Feed feed_;

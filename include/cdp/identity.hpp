@@ -112,7 +112,20 @@ class IdentityGraph {
 
   // Links one parsed record. Returns its anchor (the node whose person is the record's
   // person), or kNoNode when it carried no usable identifier.
-  NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st);
+  //
+  // nodes has one entry per identifier of r (r.ids_count). On input an entry may hold the
+  // node a lookahead already found (Prelookup) or kNoNode; on output it holds the node of
+  // each identifier, so the caller can place the record again without a lookup.
+  NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st,
+                   NodeId* nodes);
+
+  // Lookahead for batches, to overlap cache misses: Prefetch pulls in the index slots of
+  // a record's identifiers; Prelookup finds them (kNoNode if absent) and pulls in their
+  // nodes. Neither changes anything.
+  void Prefetch(const Batch& batch, const Record& r) const;
+  void Prelookup(const Batch& batch, const Record& r, NodeId* nodes) const;
+  // The record's best live identifier among nodes (as AddRecord left them).
+  NodeId RecordAnchor(const NodeId* nodes, uint32_t count) const;
 
   // The node a record belongs by now: its best live identifier (strong first, then
   // priority, first seen, type and value), or kNoNode.

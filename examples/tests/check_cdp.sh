@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Checks the cdp tool on the bundled demo data. Usage: check_cdp.sh CDP DATA_DIR CASE
+# Malformed demo lines carry the word "malformed" and valid ones never do
+# (make_demo_data.py), so expectations are counted from the data, not hard-coded.
+set -uo pipefail
+CDP=$1
+cd "$2" || exit 2
+CASE=$3
+FILES=(*.ndjson)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0 failed=0
+
+check() {  # check NAME CONDITION...: evaluates the condition, reports it
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+run() {  # run WANT_EXIT ARGS...: runs cdp into $TMP/out and $TMP/err, checks the exit code
+  local want=$1; shift
+  "$CDP" "$@" >"$TMP/out" 2>"$TMP/err"
+  local got=$?
+  check "cdp $* exits $want (got $got: $(head -c 300 "$TMP/err"))" test "$got" = "$want"
+}
+json_get() {  # json_get EXPR FILE: prints a Python expression on the parsed document d
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[2])); print(eval(sys.argv[1]))' "$1" "$2"
+}
+json_true() {  # json_true EXPR FILE: succeeds when the expression on d is true
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[2])); sys.exit(not eval(sys.argv[1]))' "$1" "$2"
+}
+rows_of() {  # rows_of FILE PATTERN: line numbers of FILE's lines matching PATTERN
+  grep -nE "$2" "$1" | cut -d: -f1
+}
+check_rows() {  # check_rows NAME TSV WANT: every line of WANT is a line of TSV
+  local missing
+  missing=$(grep -Fxvf "$2" "$3" | head -n 3 | tr '\t\n' '  ')
+  check "$1${missing:+ (missing rows: $missing)}" test -z "$missing"
+}
+check_assign() {  # check_assign TSV ONEID FILE...: Li Na's lines have ONEID, junk lines none
+  local tsv=$1 oneid=$2 f lina=0; shift 2
+  for f in "$@"; do
+    rows_of "$f" malformed | sed "s/^/$f\t/; s/\$/\t/" >"$TMP/want"
+    check_rows "$f: malformed lines have no OneID" "$tsv" "$TMP/want"
+    rows_of "$f" '"ids":\{"mobile":"13800138000"\}' | sed "s/^/$f\t/; s/\$/\t/" >"$TMP/want"
+    check_rows "$f: lines with only the placeholder mobile have no OneID" "$tsv" "$TMP/want"
+    rows_of "$f" 'o6_bmjrPTlm6|lina_0520|M2023001|wmLiNa0mE' | sed "s/^/$f\t/; s/\$/\t$oneid/" >"$TMP/want"
+    check_rows "$f: Li Na's lines are OneID $oneid" "$tsv" "$TMP/want"
+    lina=$((lina + $(wc -l <"$TMP/want")))
+  done
+  check "Li Na has lines ($lina)" test "$lina" -gt 0
+}
+
+LINES=$(cat "${FILES[@]}" | wc -l)
+MALFORMED=$(cat "${FILES[@]}" | grep -c malformed)
+LINA_IDS=(unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M tb_nick:lina_0520 member_no:M2023001
+          external_userid:wmLiNa0mEAAAq1vX9bR2kP3w8yZ5cD7eF "mobile:0086 138-1726-5409")
+STORE_PAD=5f0c2d7e-9a41-4b3e-8c11-2e6f7a9b3c55
+
+case $CASE in
+usage)
+  run 0 --help;                 check "help lists exit codes" grep -q "Exit codes" "$TMP/out"
+  for c in ingest persons person merges conflicts quarantined explain resolve config; do
+    run 0 "$c" --help;          check "$c --help shows usage" grep -q "Usage: cdp .*$c" "$TMP/out"
+  done
+  run 1
+  run 1 frobnicate "${FILES[@]}"
+  run 1 ingest --frobnicate "${FILES[@]}"
+  run 1 ingest
+  run 1 resolve "${FILES[@]}"   # the first file is not TYPE:VALUE
+  run 1 explain mobile:13817265409 "${FILES[@]}"
+  run 1 persons --limit 0 "${FILES[@]}"
+  run 2 ingest no-such-file.ndjson
+  echo '{"types": ' >"$TMP/bad.json"
+  run 2 --config "$TMP/bad.json" ingest "${FILES[@]}"
+  run 0 config;                 check "config prints JSON" json_true 'len(d) > 0' "$TMP/out"
+  ;;
+ingest)
+  run 0 ingest "${FILES[@]}"
+  check "summary counts $((LINES - MALFORMED)) accepted, $MALFORMED rejected" \
+    grep -Eq "records +$((LINES - MALFORMED)) accepted, $MALFORMED rejected" "$TMP/out"
+  check "junk identifiers are rejected as blocked" grep -Eq "identifiers .*blocked [1-9]" "$TMP/out"
+  grep -E '^  [a-z]+\.ndjson:[0-9]+: ' "$TMP/out" >"$TMP/errors"
+  check "one file:line error per malformed line" test "$(wc -l <"$TMP/errors")" = "$MALFORMED"
+  while IFS=: read -r file line _; do
+    file=${file##* }
+    check "$file:$line is a malformed line" grep -q malformed <(sed -n "${line}p" "$file")
+  done <"$TMP/errors"
+  ;;
+batches)  # over 64K lines: two batches, split on a line boundary
+  # 200 copies of the data without Li Na's member join, then crm.ndjson with it: her
+  # persons merge only in the second batch, after the first batch assigned their OneIDs.
+  for _ in $(seq 200); do cat "${FILES[@]}" | grep -v '"source":"crm".*"M2023001"'; done >"$TMP/big.ndjson"
+  cat crm.ndjson >>"$TMP/big.ndjson"
+  cd "$TMP" || exit 2
+  run 0 --json ingest --assign big.tsv big.ndjson
+  json_get '"\n".join(str(e["line"]) for e in d["report"]["errors"])' "$TMP/out" >reported
+  rows_of big.ndjson malformed >expected
+  check "every malformed line reported with its line number in the file" cmp -s reported expected
+  check "the file needs two batches" test "$(wc -l <big.ndjson)" -gt 65536
+  run 0 resolve tb_nick:lina_0520 big.ndjson
+  ONEID=$(cat "$TMP/out")
+  sed 's/^/big.ndjson\t/' big.tsv >big3.tsv  # one file: add the file column check_assign reads
+  check "one row per line" test "$(wc -l <big.tsv)" = "$(wc -l <big.ndjson)"
+  check_assign big3.tsv "$ONEID" big.ndjson
+  ;;
+pwc)  # Li Na: every identifier resolves to one OneID
+  run 0 resolve "mobile:+86 138 1726 5409" "${FILES[@]}"
+  ONEID=$(cat "$TMP/out")
+  check "resolve prints a OneID ($ONEID)" grep -Eq '^[1-9][0-9]*$' "$TMP/out"
+  for id in "${LINA_IDS[@]}"; do
+    run 0 resolve "$id" "${FILES[@]}"; check "$id is OneID $ONEID" test "$(cat "$TMP/out")" = "$ONEID"
+  done
+  run 0 explain tb_nick:lina_0520 external_userid:wmLiNa0mEAAAq1vX9bR2kP3w8yZ5cD7eF "${FILES[@]}"
+  check "explain links them in OneID $ONEID" grep -q "are one person, OneID $ONEID" "$TMP/out"
+  check "explain shows the path through the member join" grep -q "crm" "$TMP/out"
+  run 0 explain mobile:13916820431 mobile:13916820477 "${FILES[@]}"
+  check "the couple sharing an iPad are two persons" grep -q "are different persons" "$TMP/out"
+  run 0 person --mask mobile:13817265409 "${FILES[@]}"
+  check "person is masked" grep -q '138\*\*\*\*5409' "$TMP/out"
+  run 3 resolve mobile:13700000000 "${FILES[@]}"
+  run 3 resolve mobile:13800138000 "${FILES[@]}"   # the cashier's placeholder is blocked
+  run 3 explain mobile:13817265409 mobile:13700000000 "${FILES[@]}"
+  ;;
+assign)
+  run 0 resolve unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M "${FILES[@]}"
+  ONEID=$(cat "$TMP/out")
+  run 0 ingest --assign "$TMP/all.tsv" "${FILES[@]}"
+  check "one row per input line" test "$(wc -l <"$TMP/all.tsv")" = "$LINES"
+  check "rows are file, line, oneid" test -z "$(grep -Ev $'^[a-z]+\.ndjson\t[0-9]+\t[0-9]*$' "$TMP/all.tsv")"
+  check_assign "$TMP/all.tsv" "$ONEID" "${FILES[@]}"
+  run 0 ingest --assign "$TMP/one.tsv" crm.ndjson
+  check "one file: rows are line, oneid" test -z "$(grep -Ev $'^[0-9]+\t[0-9]*$' "$TMP/one.tsv")"
+  check "one file: one row per line" test "$(wc -l <"$TMP/one.tsv")" = "$(wc -l <crm.ndjson)"
+  ;;
+json)
+  run 0 --json ingest "${FILES[@]}"
+  check "ingest --json counts the rejected lines" test "$(json_get 'd["report"]["rejected"]' "$TMP/out")" = "$MALFORMED"
+  check "ingest --json lists them by file" \
+    test "$(json_get 'len([e for e in d["report"]["errors"] if e["file"].endswith(".ndjson")])' "$TMP/out")" = "$MALFORMED"
+  run 0 persons --json "${FILES[@]}"
+  check "persons --json lists every person" json_true 'len(d["persons"]) == d["total"] > 0' "$TMP/out"
+  run 0 merges --json "${FILES[@]}"
+  check "merges --json has merged events" json_true 'd["events"] and all(e["kind"] == "merged" for e in d["events"])' "$TMP/out"
+  run 0 explain --json tb_nick:lina_0520 unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M "${FILES[@]}"
+  check "explain --json is linked" json_true 'd["linked"]' "$TMP/out"
+  run 0 --json resolve member_no:M2023001 "${FILES[@]}"
+  check "resolve --json has the OneID" json_true 'd["oneid"] > 0' "$TMP/out"
+  ;;
+feed)
+  run 0 merges "${FILES[@]}"
+  check "merges are listed" grep -Eq '^\(([1-9][0-9]*) of \1 merged events\)' "$TMP/out"
+  run 0 conflicts "${FILES[@]}"
+  check "the shared iPad shows up in a conflict" grep -q a3b9e2c4-7d15-4f08-9e6a-1c2d3e4f5a6b "$TMP/out"
+  run 0 quarantined "${FILES[@]}"
+  check "the store pad is quarantined" grep -q "$STORE_PAD" "$TMP/out"
+  run 0 quarantined --limit 1 "${FILES[@]}"
+  check "--limit 1 shows one event" test "$(grep -c '^#' "$TMP/out")" = 1
+  ;;
+data)  # the bundled files are exactly what make_demo_data.py writes
+  python3 make_demo_data.py "$TMP" >/dev/null
+  for f in "${FILES[@]}"; do check "$f is what make_demo_data.py writes" cmp -s "$f" "$TMP/$f"; done
+  check "make_demo_data.py writes no other file" test "$(ls "$TMP"/*.ndjson | wc -l)" = "${#FILES[@]}"
+  ;;
+*) echo "unknown case $CASE"; exit 2 ;;
+esac
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
