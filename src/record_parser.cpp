@@ -267,18 +267,18 @@ struct RecordParser::Impl {
         for (auto idf : ids) {
           std::string_view tname;
           if (auto err = idf.unescaped_key().get(tname)) return syntax(err);
-          std::string fname = Cat("ids.", tname);
+          auto fname = [&] { return Cat("ids.", tname); };  // built only for an error
           od::value iv;
           if (auto err = idf.value().get(iv)) return syntax(err);
           od::json_type it;
           if (auto err = iv.type().get(it)) return syntax(err);
           std::string_view itok = iv.raw_json_token();
-          if (!ValidTypeName(tname)) { e = {fname, "identifier type names are 1-64 of [A-Za-z0-9_.-]", col(itok)}; return false; }
+          if (!ValidTypeName(tname)) { e = {fname(), "identifier type names are 1-64 of [A-Za-z0-9_.-]", col(itok)}; return false; }
           if (it == od::json_type::null) continue;  // an absent identifier, not an error
           int type = TypeOf(tname, b);
           auto add = [&](std::string_view value, std::string_view tok) {
             if (value.size() > cfg.limits.max_id_bytes) {
-              e = {fname, Cat("value is ", value.size(), " bytes, over the limit of ", cfg.limits.max_id_bytes), col(tok)};
+              e = {fname(), Cat("value is ", value.size(), " bytes, over the limit of ", cfg.limits.max_id_bytes), col(tok)};
               return false;
             }
             ++values_seen;
@@ -306,14 +306,14 @@ struct RecordParser::Impl {
               std::string_view etok = ev.raw_json_token();
               std::string_view s;
               if (ev.get_string().get(s)) {
-                e = {Cat(fname, "[", k, "]"), "expected a string", col(etok)};
+                e = {Cat(fname(), "[", k, "]"), "expected a string", col(etok)};
                 return false;
               }
               if (!add(s, etok)) return false;
               ++k;
             }
           } else {
-            e = {fname, "expected a string, an array of strings, or null", col(itok)};
+            e = {fname(), "expected a string, an array of strings, or null", col(itok)};
             return false;
           }
         }
@@ -471,23 +471,33 @@ RecordParser::RecordParser(EngineConfig& cfg, NameTable& sources)
 RecordParser::~RecordParser() = default;
 
 void RecordParser::ParseNdjson(std::string_view data, Batch& b) {
-  // One padded copy of the batch: simdjson reads a little past each line's end.
-  simdjson::padded_string buf(data);
-  const char* base = buf.data();
-  size_t n = data.size(), cap_end = n + simdjson::SIMDJSON_PADDING;
+  // simdjson reads up to SIMDJSON_PADDING bytes past a document. A line followed by at
+  // least that many bytes of the batch is parsed in place (the following lines are the
+  // padding); only the batch's tail is copied into a padded buffer.
+  const size_t pad = simdjson::SIMDJSON_PADDING;
+  const size_t n = data.size();
+  const size_t tail_from = n > pad ? n - pad : 0;
+  simdjson::padded_string tail;
   uint32_t line = 0;
   for (size_t pos = 0; pos < n;) {
-    const char* nl = static_cast<const char*>(std::memchr(base + pos, '\n', n - pos));
-    size_t end = nl ? static_cast<size_t>(nl - base) : n;
+    const char* nl = static_cast<const char*>(std::memchr(data.data() + pos, '\n', n - pos));
+    size_t end = nl ? static_cast<size_t>(nl - data.data()) : n;
     ++line;
-    std::string_view text(base + pos, end - pos);
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    std::string_view text = data.substr(pos, end - pos);
     size_t start = pos;
     pos = end + 1;
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
     if (text.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
     b.lines++;
+    const char* p = text.data();
+    size_t capacity = n - start;
+    if (start + text.size() > tail_from) {  // too close to the end: copy with padding
+      tail = simdjson::padded_string(text);
+      p = tail.data();
+      capacity = text.size() + pad;
+    }
     Impl::LineError e;
-    if (!impl_->ParseLine(text.data(), text.size(), cap_end - start, line, b, e))
+    if (!impl_->ParseLine(p, text.size(), capacity, line, b, e))
       impl_->AddError(b, text, line, std::move(e));
   }
 }
