@@ -716,15 +716,6 @@ void IdentityGraph::Prefetch(const Batch& b, const Record& r) const {
   }
 }
 
-void IdentityGraph::Prelookup(const Batch& b, const Record& r, NodeId* nodes) const {
-  for (uint32_t k = 0; k < r.ids_count; ++k) {
-    const RecordId& id = b.ids[r.ids_begin + k];
-    NodeId n = Find(id.type, b.Value(id));
-    nodes[k] = n;
-    if (n != kNoNode) __builtin_prefetch(&nodes_[nodes_[n].parent]);  // usually the root
-  }
-}
-
 NodeId IdentityGraph::RecordAnchor(const NodeId* nodes, uint32_t count) const {
   NodeId best = kNoNode;
   for (uint32_t k = 0; k < count; ++k) {
@@ -766,8 +757,8 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   for (uint32_t k = 0; k < r.ids_count; ++k) {
     const RecordId& id = b.ids[r.ids_begin + k];
     std::string_view v = b.Value(id);
-    // A node found by the lookahead stays valid (nodes are not removed while a batch is
-    // linked); one it did not find may have been created since, so look again.
+    // A node the caller already found stays valid (nodes are not removed while a batch
+    // is linked); one not found may have been created since, so look again.
     NodeId hit = found[k];
     if (hit == kNoNode) {
       auto it = m.index.find(IdKey{id.type, v});

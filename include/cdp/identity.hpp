@@ -114,16 +114,14 @@ class IdentityGraph {
   // person), or kNoNode when it carried no usable identifier.
   //
   // nodes has one entry per identifier of r (r.ids_count). On input an entry may hold the
-  // node a lookahead already found (Prelookup) or kNoNode; on output it holds the node of
-  // each identifier, so the caller can place the record again without a lookup.
+  // node already found for it, or kNoNode; on output it holds the node of each
+  // identifier, so the caller can place the record again without a lookup.
   NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st,
                    NodeId* nodes);
 
-  // Lookahead for batches, to overlap cache misses: Prefetch pulls in the index slots of
-  // a record's identifiers; Prelookup finds them (kNoNode if absent) and pulls in their
-  // nodes. Neither changes anything.
+  // Lookahead for batches, to overlap cache misses: pulls in the index slots of a
+  // record's identifiers. Changes nothing.
   void Prefetch(const Batch& batch, const Record& r) const;
-  void Prelookup(const Batch& batch, const Record& r, NodeId* nodes) const;
   // The record's best live identifier among nodes (as AddRecord left them).
   NodeId RecordAnchor(const NodeId* nodes, uint32_t count) const;
 
