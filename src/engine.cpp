@@ -240,7 +240,7 @@ absl::StatusOr<std::string> Engine::ResolveNdjson(std::string_view data) {
   if (data.size() > cfg_.limits.max_batch_bytes)
     return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes"));
   Batch b;
-  impl_->parser->ParseNdjson(data, b);
+  impl_->parser->ParseNdjson(data, b, /*read_only=*/true);
   auto total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
                                            (!data.empty() && data.back() != '\n'));
   std::string out;
@@ -333,7 +333,8 @@ void WritePersonBody(json::Writer& w, Engine& e, NodeId anchor, bool mask) {
   const Person& p = g.PersonAt(root);
   w.Key("oneid").Uint(p.oneid);
   w.Key("size").Uint(p.size);
-  w.Key("first_seen").Int(p.first_seen);
+  if (p.first_seen == kNeverSeen) w.Key("first_seen").Null();
+  else w.Key("first_seen").Int(p.first_seen);
   w.Key("anchor").String(e.Display(p.anchor, mask));
   w.Key("identifiers").BeginArray();
   for (NodeId n : g.Members(root)) {
@@ -343,7 +344,8 @@ void WritePersonBody(json::Writer& w, Engine& e, NodeId anchor, bool mask) {
     w.Key("type").String(pol.name);
     w.Key("value").String(mask ? MaskValue(pol.normalizer, g.Value(n)) : std::string(g.Value(n)));
     w.Key("trust").String(pol.trust == Trust::kWeak ? "weak" : "strong");
-    w.Key("first_seen").Int(x.first_seen);
+    if (x.first_seen == kNeverSeen) w.Key("first_seen").Null();
+    else w.Key("first_seen").Int(x.first_seen);
     w.EndObject();
   }
   w.EndArray();
@@ -522,7 +524,8 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
   for (int k = 0; k < 2; ++k) {
     auto p = Normalized(cfg_, types[k], values[k]);
     if (!p.ok()) return absl::InvalidArgumentError(p.status().message());
-    ends[k] = graph_->Intern(p->type, p->value, 0, 0);
+    // Not seen in any record yet: first seen "never" until a record carries it.
+    ends[k] = graph_->Intern(p->type, p->value, kNeverSeen, 0);
     if (graph_->Quarantined(ends[k]))
       return absl::InvalidArgumentError(Cat(types[k], ":", p->value, " is quarantined"));
   }

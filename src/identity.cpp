@@ -702,7 +702,7 @@ std::vector<NodeId> IdentityGraph::Members(NodeId n) {
 NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint32_t source) {
   NodeId n = Find(type, v);
   if (n != kNoNode) return n;
-  impl_->cur_ts = ts;
+  impl_->cur_ts = ts == kNeverSeen ? 0 : ts;
   impl_->cur_record = 0;  // created by a rule, not by a record
   n = impl_->NewNode(type, v, ts, source);
   impl_->Created(n);

@@ -175,9 +175,11 @@ struct RecordParser::Impl {
   // A line-level failure: where and why. Returns false so callers can `return Fail(...)`.
   struct LineError { std::string field; std::string message; size_t offset = 0; };
 
+  bool read_only = false;  // set for the duration of a read-only parse
+
   int TypeOf(std::string_view name, Batch& b) {
     if (auto it = type_index.find(name); it != type_index.end()) return static_cast<int>(it->second);
-    if (!cfg.accept_unknown_types) return -1;
+    if (!cfg.accept_unknown_types || read_only) return -1;
     IdPolicy p = cfg.unknown_type_policy;
     p.name = std::string(name);
     p.configured = false;
@@ -356,7 +358,12 @@ struct RecordParser::Impl {
       e = {"ids", "no identifier values", 0};
       return false;
     }
-    r.source = sources.Intern(source);
+    if (read_only) {
+      int known = sources.Find(source);
+      r.source = known < 0 ? 0 : static_cast<uint32_t>(known);
+    } else {
+      r.source = sources.Intern(source);
+    }
     auto keep = [&](std::string_view s, uint32_t& off, uint32_t& n) {
       off = static_cast<uint32_t>(b.kept.size());
       n = static_cast<uint32_t>(s.size());
@@ -470,7 +477,8 @@ RecordParser::RecordParser(EngineConfig& cfg, NameTable& sources)
     : impl_(std::make_unique<Impl>(cfg, sources)) {}
 RecordParser::~RecordParser() = default;
 
-void RecordParser::ParseNdjson(std::string_view data, Batch& b) {
+void RecordParser::ParseNdjson(std::string_view data, Batch& b, bool read_only) {
+  impl_->read_only = read_only;
   // simdjson reads up to SIMDJSON_PADDING bytes past a document. A line followed by at
   // least that many bytes of the batch is parsed in place (the following lines are the
   // padding); only the batch's tail is copied into a padded buffer.
@@ -500,6 +508,7 @@ void RecordParser::ParseNdjson(std::string_view data, Batch& b) {
     if (!impl_->ParseLine(p, text.size(), capacity, line, b, e))
       impl_->AddError(b, text, line, std::move(e));
   }
+  impl_->read_only = false;
 }
 
 absl::Status RecordParser::ParseOne(std::string_view json, Batch& b) {

@@ -54,7 +54,7 @@ class Feed {
   }
   uint32_t AddText(std::string s) {
     texts_.push_back(std::move(s));
-    return static_cast<uint32_t>(texts_.size() - 1);
+    return static_cast<uint32_t>(text_base_ + texts_.size() - 1);
   }
   // Events with seq >= cursor, at most limit.
   template <typename F>
@@ -68,9 +68,13 @@ class Feed {
   void Trim(uint64_t cursor) {
     uint64_t first = next_ - events_.size();
     while (!events_.empty() && first < cursor) { events_.pop_front(); ++first; }
-    if (events_.empty()) texts_.clear();  // texts are only referenced by retained events
+    // Texts are appended in event order: keep those from the first retained event's on.
+    uint64_t keep_from = text_base_ + texts_.size();
+    for (const FeedEvent& e : events_)
+      if (e.text != kNoText) { keep_from = e.text; break; }
+    while (text_base_ < keep_from && !texts_.empty()) { texts_.pop_front(); ++text_base_; }
   }
-  const std::string& text(uint32_t i) const { return texts_[i]; }
+  const std::string& text(uint32_t i) const { return texts_[i - text_base_]; }
   // A retained event by sequence number, or nullptr.
   FeedEvent* At(uint64_t seq) {
     uint64_t first = next_ - events_.size();
@@ -81,8 +85,10 @@ class Feed {
   uint64_t bytes() const { return events_.size() * sizeof(FeedEvent) + texts_.size() * 48; }
 
  private:
+  static constexpr uint32_t kNoText = 0xFFFFFFFFu;
   std::deque<FeedEvent> events_;
-  std::vector<std::string> texts_;
+  std::deque<std::string> texts_;
+  uint64_t text_base_ = 0;  // index of texts_.front()
   uint64_t next_ = 1;  // cursors start at 1; 0 means "from the beginning"
 };
 

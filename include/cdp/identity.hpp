@@ -40,6 +40,8 @@ namespace cdp {
 
 using NodeId = uint32_t;
 inline constexpr NodeId kNoNode = 0xFFFFFFFFu;
+// first_seen of an identifier no record has carried yet (created by a manual rule).
+inline constexpr int64_t kNeverSeen = INT64_MAX;
 
 enum class LinkRule : uint8_t { kRecord, kWeighted, kForce };
 enum class LinkState : uint8_t { kActive, kRefused, kRemoved };

@@ -353,3 +353,38 @@ TEST_CASE("re-resolving records follows quarantines that came after their batch"
   Json st(e->StatsJson());
   CHECK(U(st["records"]["accepted"]) == 9);
 }
+
+TEST_CASE("trimming the feed keeps the texts of the events it retains") {
+  auto e = OpenEngine();
+  Ingest(*e, Rec("pos", 1, R"("mobile":"13800138000","member_no":"M1")"));  // a rejected value
+  uint64_t mid = e->feed().next();
+  Ingest(*e, Rec("pos", 2, R"("member_no":"null","mobile":"13900139001")"));  // another
+  e->TrimFeed(mid);
+  auto rej = FeedOf(*e, "identifier_rejected");
+  REQUIRE(rej.size() == 1);
+  CHECK(rej[0].find("member_no:null") != std::string::npos);
+}
+
+TEST_CASE("identifiers a rule creates have not been seen until a record carries them") {
+  auto e = OpenEngine();
+  REQUIRE(e->AddRule("never_link", "member_no", "R1", "member_no", "R2", "").ok());
+  uint64_t r1 = Resolve(*e, "member_no", "R1");
+  Json p(*e->PersonIdentifiers(r1, false));
+  CHECK(p["first_seen"].is_null());
+  // A person seen in records stays the survivor over one only a rule has named.
+  Ingest(*e, Rec("pos", kT0, R"("mobile":"13900139001")"));
+  uint64_t seen = Resolve(*e, "mobile", "13900139001");
+  Ingest(*e, Rec("pos", kT0 + 1, R"("mobile":"13900139001","member_no":"R1")"));
+  CHECK(Resolve(*e, "member_no", "R1") == seen);
+  Json q(*e->PersonIdentifiers(seen, false));
+  CHECK(U(q["first_seen"]) == kT0);
+}
+
+TEST_CASE("re-resolving records registers no new identifier type or source") {
+  auto e = OpenEngine();
+  Json before(e->StatsJson());
+  REQUIRE(e->ResolveNdjson(Rec("never_seen_source", 1, R"("typo_type":"x","mobile":"13900139001")")).ok());
+  Json after(e->StatsJson());
+  CHECK(U(after["types"]) == U(before["types"]));
+  CHECK(U(after["sources"]) == U(before["sources"]));
+}
