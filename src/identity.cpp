@@ -1003,7 +1003,10 @@ IdentityGraph::RuleResult IdentityGraph::AddForceLink(NodeId a, NodeId b, std::s
     return RuleResult::kConflict;
   for (const ManualRule& r : rules_)
     if (r.active && r.never && ((r.a == a && r.b == b) || (r.a == b && r.b == a))) return RuleResult::kConflict;
+  // A manual link carries time 0 and record 0: a rebuild replays it before any record's
+  // evidence, so the operator's decision stands whatever order the records came in.
   m.cur_record = 0;
+  m.cur_ts = 0;
   bool fresh;
   uint32_t li = m.AddLink(a, b, static_cast<uint16_t>(source), LinkRule::kForce, fresh);
   links_[li].state = LinkState::kActive;
