@@ -1,5 +1,6 @@
-/*
- * cdp.h — the C API of cdpcore, the embeddable engine of a Customer Data Platform.
+/**
+ * @file cdp.h
+ * @brief The C API of cdpcore, the embeddable engine of a Customer Data Platform.
  *
  * This header is the only ABI-stable surface of the library. The rules:
  *
@@ -73,7 +74,7 @@ extern "C" {
 #define CDP_INGEST_ASSIGN 0x1u /**< add "assign": the OneID of every input line (0: none) */
 
 /* Flags of cdp_person_identifiers() and cdp_persons_page(). */
-#define CDP_MASK 0x1u /**< mask identifier values by type: 138****8000, a***@x.com */
+#define CDP_MASK 0x1u /**< mask identifier values by type: 138****8000, a***\@x.com */
 
 /** A library-owned byte buffer. Declare with CDP_BUF_INIT, release with cdp_buf_free(). */
 typedef struct cdp_buf {
@@ -144,12 +145,14 @@ CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
  *  A malformed line is rejected with its line number (1-based within data) and field;
  *  the other lines still land. Blank lines are skipped.
  *  out (may be NULL) receives the report:
- *    {"lines":N,"accepted":N,"rejected":N,"record_base":B,
- *     "errors":[{"line":3,"column":17,"field":"ts","message":"..."}],
- *     "errors_truncated":false,
- *     "ids":{"accepted":N,"rejected":N,"by_reason":{"invalid":N,"blocked":N,...}},
- *     "unknown_types":{"type":N}, "persons_created":N, "merges":N, "conflicts":N,
- *     "quarantined":N, "feed":{"from":C,"to":C}}
+ *  @code
+ *  {"lines":N,"accepted":N,"rejected":N,"record_base":B,
+ *   "errors":[{"line":3,"column":17,"field":"ts","message":"..."}],
+ *   "errors_truncated":false,
+ *   "ids":{"accepted":N,"rejected":N,"by_reason":{"invalid":N,"blocked":N,...}},
+ *   "unknown_types":{"type":N}, "persons_created":N, "merges":N, "conflicts":N,
+ *   "quarantined":N, "feed":{"from":C,"to":C}}
+ *  @endcode
  *  "lines" counts non-blank lines; line numbers count every physical line (1-based), so
  *  they match the host's file. Only the first limits.max_errors_listed errors are listed
  *  ("errors_truncated" says when more were rejected). The record id of line L, as the
@@ -190,8 +193,11 @@ CDP_API int32_t cdp_resolve(uint64_t *out, cdp_engine *engine, const char *type,
                             uint64_t type_len, const char *value, uint64_t value_len);
 
 /** Writes a person's identifiers into out:
- *    {"requested":N,"oneid":N,"size":N,"first_seen":ms,"anchor":"mobile:...",
- *     "identifiers":[{"type":"mobile","value":"...","trust":"strong","first_seen":ms}]}
+ *  @code
+ *  {"requested":N,"oneid":N,"size":N,"first_seen":ms,"anchor":"mobile:...",
+ *   "identifiers":[{"type":"mobile","value":"...","trust":"strong","first_seen":ms}]}
+ *  @endcode
+ *  first_seen is null for identifiers no record has carried yet (created by a rule).
  *  "requested" differs from "oneid" when the requested OneID was absorbed. "anchor" is the
  *  identifier the OneID is held by (it keeps the OneID through splits). Quarantined and
  *  removed identifiers belong to no person.
@@ -206,11 +212,19 @@ CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_
 CDP_API int32_t cdp_persons_page(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
                                  uint32_t limit, uint32_t flags);
 
-/** Explains two identifiers. If they belong to one person, out receives the evidence path
- *  that joins them: {"linked":true,"oneid":N,"path":[{"from":"mobile:...",
- *  "to":"unionid:...","rule":"record","source":"wecom","record":R,"ts":ms,"count":N}]}.
- *  If not, the rule that kept them apart, when one did: {"linked":false,
- *  "oneids":[A,B],"kept_apart_by":{"reason":"unique_type","type":"unionid",...}|null}.
+/** Explains two identifiers.
+ *  If they belong to one person, out receives the evidence path that joins them:
+ *  @code
+ *  {"linked":true,"oneid":N,"path":[{"from":"mobile:...","to":"unionid:...",
+ *    "rule":"record","source":"wecom","record":R,"ts":ms,"count":N}]}
+ *  @endcode
+ *  If not, the rule that kept them apart, when one did (null when no evidence ever
+ *  connected them):
+ *  @code
+ *  {"linked":false,"oneids":[A,B],
+ *   "kept_apart_by":{"reason":"unique_type","type":"unionid","max_per_person":1,"evidence":{...}}}
+ *  @endcode
+ *  Reasons: unique_type, type_limit, weak_bridge, never_link, quarantined.
  *  Values are normalised first. Returns CDP_OK, CDP_ENOTFOUND (either identifier unknown),
  *  CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_explain(cdp_buf *out, cdp_engine *engine,
@@ -220,11 +234,12 @@ CDP_API int32_t cdp_explain(cdp_buf *out, cdp_engine *engine,
                             const char *value_b, uint64_t value_b_len);
 
 /* ---------------------------------------------------------------------------------- */
-/* Unmerge and manual rules                                                             */
-/* Each of these rebuilds only the affected person from its remaining evidence. The side
- * holding the person's anchor identifier keeps the OneID; other sides get new OneIDs (or
- * regain the OneID they had before they were absorbed). out (may be NULL) receives
- * {"oneids":[...the persons that result...],"feed":{"from":C,"to":C}}. */
+/** @name Unmerge and manual rules
+ *  Each of these rebuilds only the affected person from its remaining evidence. The side
+ *  holding the person's anchor identifier keeps the OneID; other sides get new OneIDs (or
+ *  regain the OneID they had before they were absorbed). out (may be NULL) receives
+ *  {"oneids":[...the persons that result...],"feed":{"from":C,"to":C}}.
+ *  @{ */
 
 /** Removes an identifier and all evidence that touches it. Returns CDP_OK, CDP_ENOTFOUND,
  *  CDP_EMISUSE, CDP_ENOMEM. A later record carrying the identifier creates it anew. */
@@ -268,6 +283,7 @@ CDP_API int32_t cdp_rule_remove(cdp_buf *out, cdp_engine *engine, uint64_t rule)
 /** Lists manual rules: {"rules":[{"id":N,"kind":"never_link","a":"type:value",
  *  "b":"type:value","note":"..."}]}. Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_rules_list(cdp_buf *out, cdp_engine *engine);
+/** @} */
 
 /* ---------------------------------------------------------------------------------- */
 /* Change feed                                                                          */

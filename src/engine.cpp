@@ -170,7 +170,8 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
       e.text = feed_.AddText(Cat(cfg_.types[rv.type].name, ":", rv.value));
       e.reason = static_cast<uint8_t>(rv.reason);
       e.count = static_cast<uint32_t>(j - i);
-      e.record = base + rv.line;
+      e.record = base + rv.line;  // the first record that carried it, and its time
+      e.ts = rv.ts;
       i = j;
     }
   }

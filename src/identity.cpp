@@ -732,6 +732,12 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   m.stats = &st;
   m.cur_record = record_seq;
   m.cur_ts = r.ts;
+  // Feed events name the record that caused them only while it is being linked: every
+  // other operation (unmerge, rules) leaves record and time at 0.
+  struct ClearContext {
+    Impl& m;
+    ~ClearContext() { m.cur_record = 0; m.cur_ts = 0; m.stats = nullptr; }
+  } clear_context{m};
   const uint64_t feed_mark = m.feed.next();
   // Resolve or create the record's identifiers. Small records: no allocation beyond the
   // fixed buffers below for up to 16 identifiers.
@@ -1003,10 +1009,9 @@ IdentityGraph::RuleResult IdentityGraph::AddForceLink(NodeId a, NodeId b, std::s
     return RuleResult::kConflict;
   for (const ManualRule& r : rules_)
     if (r.active && r.never && ((r.a == a && r.b == b) || (r.a == b && r.b == a))) return RuleResult::kConflict;
-  // A manual link carries time 0 and record 0: a rebuild replays it before any record's
-  // evidence, so the operator's decision stands whatever order the records came in.
-  m.cur_record = 0;
-  m.cur_ts = 0;
+  // A manual link carries time 0 and record 0 (no record is being linked): a rebuild
+  // replays it before any record's evidence, so the operator's decision stands whatever
+  // order the records came in.
   bool fresh;
   uint32_t li = m.AddLink(a, b, static_cast<uint16_t>(source), LinkRule::kForce, fresh);
   links_[li].state = LinkState::kActive;

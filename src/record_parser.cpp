@@ -432,7 +432,7 @@ struct RecordParser::Impl {
       auto reject = [&](Rejection why) {
         b.ids_rejected[static_cast<size_t>(why)]++;
         if (b.rejected_values.size() < 10000)
-          b.rejected_values.push_back({ri.type, why, r.line, std::string(ri.value.substr(0, 128))});
+          b.rejected_values.push_back({ri.type, why, r.line, r.ts, std::string(ri.value.substr(0, 128))});
       };
       if (r.ids_count >= cfg.limits.max_ids_per_record) { reject(Rejection::kOverLimit); continue; }
       Rejection why = NormalizeId(pol, cfg.global_blocklist, ri.value, norm);

@@ -63,7 +63,7 @@ struct Batch {
   uint64_t ids_rejected[static_cast<size_t>(Rejection::kCount_)] = {};
   std::vector<std::pair<std::string, uint64_t>> unknown_types;  // newly seen type names
   // A sample of rejected values per (type, reason) for the change feed: bounded.
-  struct RejectedValue { uint32_t type; Rejection reason; uint32_t line; std::string value; };
+  struct RejectedValue { uint32_t type; Rejection reason; uint32_t line; int64_t ts; std::string value; };
   std::vector<RejectedValue> rejected_values;
 
   std::string_view Value(const RecordId& id) const {

@@ -91,7 +91,8 @@ TEST_CASE("rejected identifiers are counted by reason and reported in the feed")
   REQUIRE(rej.size() == 4);  // one event per distinct (type, value, reason)
   bool saw = false;
   for (auto& r : rej) saw |= r.find("\"identifier\":\"mobile:13800138000\"") != std::string::npos &&
-                             r.find("\"count\":2") != std::string::npos;
+                             r.find("\"count\":2") != std::string::npos &&
+                             r.find("\"ts\":1") != std::string::npos;  // the first carrier's time
   CHECK(saw);
 }
 
