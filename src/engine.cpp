@@ -310,7 +310,7 @@ absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type
   Rejection why = NormalizeId(pol, cfg.global_blocklist, v, p.value);
   if (why != Rejection::kCount_)
     return absl::InvalidArgumentError(Cat(type, " value is not usable (", RejectionName(why), ")"));
-  p.value.insert(0, scope);
+  p.value = scope + p.value;
   return p;
 }
 

@@ -163,6 +163,7 @@ struct RecordParser::Impl {
   od::parser event_parser;
   simdjson::padded_string one;  // ParseOne's copy
   std::string norm;             // scratch for one normalised value
+  std::string scoped;           // scratch for SCOPE/VALUE
 
   struct RawId { uint32_t type; std::string_view value; uint32_t column; };
   std::vector<RawId> raw;
@@ -443,8 +444,10 @@ struct RecordParser::Impl {
           if (k == pol.scope) scope = s;
         if (pol.scope == "source") scope = sources.Name(r.source);
         if (scope.empty()) { reject(Rejection::kMissingScope); continue; }
-        norm.insert(0, "/");
-        norm.insert(0, scope);
+        scoped.assign(scope);  // SCOPE/VALUE
+        scoped += '/';
+        scoped += norm;
+        norm.swap(scoped);
       }
       // Skip a duplicate of an identifier this record already carries.
       bool dup = false;
