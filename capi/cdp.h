@@ -132,8 +132,11 @@ CDP_API int32_t cdp_engine_open(cdp_engine **out, const char *config, uint64_t c
 CDP_API int32_t cdp_engine_close(cdp_engine *engine);
 
 /** Writes engine statistics into out: counts of persons, identifiers, evidence links,
- *  conflicts, quarantined identifiers, records, the feed's cursor range, and memory in
- *  bytes by structure. Returns CDP_OK, CDP_EMISUSE or CDP_ENOMEM. */
+ *  conflicts (refused evidence that still stands: a rebuild may later accept some that
+ *  the ingest reports counted), quarantined identifiers, redirects, records accepted and
+ *  rejected, sources, identifier types, rules, the feed's cursor range, and memory in
+ *  bytes by structure ("memory":{"total":N,...}). Returns CDP_OK, CDP_EMISUSE or
+ *  CDP_ENOMEM. */
 CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
 
 /* ---------------------------------------------------------------------------------- */
