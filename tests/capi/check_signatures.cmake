@@ -1,0 +1,23 @@
+# Every function cdp.h declares must be pinned in header/signatures.c, whose pins fail
+# the build if a signature changes: adding a function means adding its pin, on purpose.
+# Usage: cmake -DHEADER=cdp.h -DPINS=signatures.c -P check_signatures.cmake
+file(READ "${HEADER}" header)
+file(READ "${PINS}" pins)
+string(REGEX MATCHALL "CDP_API[^;(]*[ *](cdp_[a-z0-9_]+)\\(" decls "${header}")
+set(missing "")
+set(count 0)
+foreach(decl IN LISTS decls)
+  string(REGEX REPLACE ".*[ *](cdp_[a-z0-9_]+)\\($" "\\1" fn "${decl}")
+  math(EXPR count "${count} + 1")
+  string(REGEX MATCH "=[ \t\r\n]*${fn};" pinned "${pins}")
+  if(NOT pinned)
+    list(APPEND missing ${fn})
+  endif()
+endforeach()
+if(count EQUAL 0)
+  message(FATAL_ERROR "no CDP_API function found in ${HEADER}")
+endif()
+if(missing)
+  message(FATAL_ERROR "not pinned in ${PINS}: ${missing}")
+endif()
+message(STATUS "all ${count} functions of cdp.h are pinned")
