@@ -765,7 +765,7 @@ void main_help() {
       "Usage: cdp [--json] [--config FILE] COMMAND [OPTIONS] ARGS...\n\n"
       "The engine is in memory: each command ingests its FILES (NDJSON, one record per\n"
       "line; - reads standard input) into a fresh engine, then answers from it.\n"
-      "Identifiers are written TYPE:VALUE (mobile:+86 138-0013-8000); values are normalised\n"
+      "Identifiers are written TYPE:VALUE (mobile:+86 139-1720-5836); values are normalised\n"
       "first, and app-scoped types take APP/VALUE (openid:wx_oa_brand/oX1...).\n\n"
       "Commands:\n",
       cdp_version_string());
@@ -792,7 +792,7 @@ void command_help(const Command &c) {
   if (c.options & kLimit) options += "  --limit N     print at most N entries\n";
   if (!options.empty()) std::printf("\nOptions:\n%s", options.c_str());
   if (std::string_view(c.args).find("TYPE:VALUE") != std::string_view::npos)
-    std::printf("\nValues are normalised first (mobile:+86 138-0013-8000 finds 13800138000);\n"
+    std::printf("\nValues are normalised first (mobile:+86 139-1720-5836 finds 13917205836);\n"
                 "app-scoped types take APP/VALUE (openid:wx_oa_brand/oX1...).\n");
   if (c.run != cmd_config)
     std::printf("\nFILES are ingested first, in batches of up to 64K lines or 16 MiB; cdp ingest\n"
