@@ -19,6 +19,8 @@
 struct cdp_engine {
   uint64_t magic;
   std::unique_ptr<cdp::Engine> engine;
+  // Readers share, writers exclude: the thread contract of cdp.h rule 6.
+  std::shared_mutex mu;
 };
 
 namespace {
@@ -89,8 +91,11 @@ int32_t Put(cdp_buf* out, absl::StatusOr<std::string>&& r) {
   return Put(out, std::move(*r));
 }
 
-// Runs f with the engine if the handle is open; turns exceptions into statuses.
-template <typename F>
+enum class Access { kRead, kWrite };
+
+// Runs f with the engine if the handle is open, under the engine's lock: shared for
+// reads (f gets a const Engine), exclusive for writes. Turns exceptions into statuses.
+template <Access kAccess, typename F>
 int32_t With(cdp_engine* e, const char* fn, F&& f) noexcept {
   try {
     if (e == nullptr) return Fail(CDP_EMISUSE, std::string(fn) + ": engine is NULL");
@@ -99,7 +104,13 @@ int32_t With(cdp_engine* e, const char* fn, F&& f) noexcept {
       if (!registry().open.contains(e) || e->magic != kMagicOpen)
         return Fail(CDP_EMISUSE, std::string(fn) + ": not an open engine (closed or foreign handle)");
     }
-    return f(*e->engine);
+    if constexpr (kAccess == Access::kRead) {
+      std::shared_lock lock(e->mu);
+      return f(static_cast<const cdp::Engine&>(*e->engine));
+    } else {
+      std::unique_lock lock(e->mu);
+      return f(*e->engine);
+    }
   } catch (const std::bad_alloc&) {
     return Fail(CDP_ENOMEM, std::string(fn) + ": out of memory");
   } catch (const std::exception& ex) {
@@ -199,11 +210,11 @@ int32_t cdp_engine_close(cdp_engine* engine) {
 
 int32_t cdp_engine_stats(cdp_buf* out, cdp_engine* engine) {
   CDP_NEED(out, "cdp_engine_stats");
-  return With(engine, "cdp_engine_stats", [&](cdp::Engine& e) { return Put(out, e.StatsJson()); });
+  return With<Access::kRead>(engine, "cdp_engine_stats", [&](const cdp::Engine& e) { return Put(out, e.StatsJson()); });
 }
 
 int32_t cdp_ingest_ndjson(cdp_buf* out, cdp_engine* engine, const char* data, uint64_t len, uint32_t flags) {
-  return With(engine, "cdp_ingest_ndjson", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kWrite>(engine, "cdp_ingest_ndjson", [&](cdp::Engine& e) -> int32_t {
     if (data == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_ingest_ndjson: data is NULL");
     if (flags & ~CDP_INGEST_ASSIGN) return Fail(CDP_EINVALID, "cdp_ingest_ndjson: unknown flags");
     auto r = e.IngestNdjson(View(data, len), flags & CDP_INGEST_ASSIGN);
@@ -212,7 +223,7 @@ int32_t cdp_ingest_ndjson(cdp_buf* out, cdp_engine* engine, const char* data, ui
 }
 
 int32_t cdp_ingest_record(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
-  return With(engine, "cdp_ingest_record", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kWrite>(engine, "cdp_ingest_record", [&](cdp::Engine& e) -> int32_t {
     if (json == nullptr) return Fail(CDP_EMISUSE, "cdp_ingest_record: json is NULL");
     return Put(out, e.IngestRecord(View(json, len)));
   });
@@ -220,7 +231,7 @@ int32_t cdp_ingest_record(cdp_buf* out, cdp_engine* engine, const char* json, ui
 
 int32_t cdp_records_resolve(cdp_buf* out, cdp_engine* engine, const char* data, uint64_t len) {
   CDP_NEED(out, "cdp_records_resolve");
-  return With(engine, "cdp_records_resolve", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kWrite>(engine, "cdp_records_resolve", [&](cdp::Engine& e) -> int32_t {
     if (data == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_records_resolve: data is NULL");
     return Put(out, e.ResolveNdjson(View(data, len)));
   });
@@ -230,7 +241,7 @@ int32_t cdp_resolve(uint64_t* out, cdp_engine* engine, const char* type, uint64_
                     const char* value, uint64_t value_len) {
   CDP_NEED(out, "cdp_resolve");
   *out = 0;
-  return With(engine, "cdp_resolve", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kRead>(engine, "cdp_resolve", [&](const cdp::Engine& e) -> int32_t {
     auto r = e.Resolve(View(type, type_len), View(value, value_len));
     if (!r.ok()) return FromStatus(r.status());
     *out = *r;
@@ -240,14 +251,14 @@ int32_t cdp_resolve(uint64_t* out, cdp_engine* engine, const char* type, uint64_
 
 int32_t cdp_person_identifiers(cdp_buf* out, cdp_engine* engine, uint64_t oneid, uint32_t flags) {
   CDP_NEED(out, "cdp_person_identifiers");
-  return With(engine, "cdp_person_identifiers", [&](cdp::Engine& e) {
+  return With<Access::kRead>(engine, "cdp_person_identifiers", [&](const cdp::Engine& e) {
     return Put(out, e.PersonIdentifiers(oneid, flags & CDP_MASK));
   });
 }
 
 int32_t cdp_persons_page(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit, uint32_t flags) {
   CDP_NEED(out, "cdp_persons_page");
-  return With(engine, "cdp_persons_page", [&](cdp::Engine& e) {
+  return With<Access::kRead>(engine, "cdp_persons_page", [&](const cdp::Engine& e) {
     return Put(out, e.PersonsPage(cursor, limit, flags & CDP_MASK));
   });
 }
@@ -256,7 +267,7 @@ int32_t cdp_explain(cdp_buf* out, cdp_engine* engine, const char* type_a, uint64
                     const char* value_a, uint64_t value_a_len, const char* type_b, uint64_t type_b_len,
                     const char* value_b, uint64_t value_b_len) {
   CDP_NEED(out, "cdp_explain");
-  return With(engine, "cdp_explain", [&](cdp::Engine& e) {
+  return With<Access::kRead>(engine, "cdp_explain", [&](const cdp::Engine& e) {
     return Put(out, e.Explain(View(type_a, type_a_len), View(value_a, value_a_len),
                               View(type_b, type_b_len), View(value_b, value_b_len)));
   });
@@ -264,20 +275,20 @@ int32_t cdp_explain(cdp_buf* out, cdp_engine* engine, const char* type_a, uint64
 
 int32_t cdp_identifier_remove(cdp_buf* out, cdp_engine* engine, const char* type, uint64_t type_len,
                               const char* value, uint64_t value_len) {
-  return With(engine, "cdp_identifier_remove", [&](cdp::Engine& e) {
+  return With<Access::kWrite>(engine, "cdp_identifier_remove", [&](cdp::Engine& e) {
     return Put(out, e.RemoveIdentifier(View(type, type_len), View(value, value_len)));
   });
 }
 
 int32_t cdp_source_remove(cdp_buf* out, cdp_engine* engine, const char* source, uint64_t source_len) {
-  return With(engine, "cdp_source_remove", [&](cdp::Engine& e) {
+  return With<Access::kWrite>(engine, "cdp_source_remove", [&](cdp::Engine& e) {
     return Put(out, e.RemoveSource(View(source, source_len)));
   });
 }
 
 int32_t cdp_person_split(cdp_buf* out, cdp_engine* engine, uint64_t oneid, const char* idents_json,
                          uint64_t idents_len) {
-  return With(engine, "cdp_person_split", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kWrite>(engine, "cdp_person_split", [&](cdp::Engine& e) -> int32_t {
     if (idents_json == nullptr) return Fail(CDP_EMISUSE, "cdp_person_split: idents_json is NULL");
     return Put(out, e.Split(oneid, View(idents_json, idents_len)));
   });
@@ -289,7 +300,7 @@ int32_t cdp_rule_add(uint64_t* out_rule, cdp_engine* engine, const char* kind, u
                      const char* note, uint64_t note_len) {
   CDP_NEED(out_rule, "cdp_rule_add");
   *out_rule = 0;
-  return With(engine, "cdp_rule_add", [&](cdp::Engine& e) -> int32_t {
+  return With<Access::kWrite>(engine, "cdp_rule_add", [&](cdp::Engine& e) -> int32_t {
     auto r = e.AddRule(View(kind, kind_len), View(type_a, type_a_len), View(value_a, value_a_len),
                        View(type_b, type_b_len), View(value_b, value_b_len), View(note, note_len));
     if (!r.ok()) return FromStatus(r.status());
@@ -299,21 +310,21 @@ int32_t cdp_rule_add(uint64_t* out_rule, cdp_engine* engine, const char* kind, u
 }
 
 int32_t cdp_rule_remove(cdp_buf* out, cdp_engine* engine, uint64_t rule) {
-  return With(engine, "cdp_rule_remove", [&](cdp::Engine& e) { return Put(out, e.RemoveRule(rule)); });
+  return With<Access::kWrite>(engine, "cdp_rule_remove", [&](cdp::Engine& e) { return Put(out, e.RemoveRule(rule)); });
 }
 
 int32_t cdp_rules_list(cdp_buf* out, cdp_engine* engine) {
   CDP_NEED(out, "cdp_rules_list");
-  return With(engine, "cdp_rules_list", [&](cdp::Engine& e) { return Put(out, e.RulesJson()); });
+  return With<Access::kRead>(engine, "cdp_rules_list", [&](const cdp::Engine& e) { return Put(out, e.RulesJson()); });
 }
 
 int32_t cdp_feed_read(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit) {
   CDP_NEED(out, "cdp_feed_read");
-  return With(engine, "cdp_feed_read", [&](cdp::Engine& e) { return Put(out, e.FeedJson(cursor, limit)); });
+  return With<Access::kRead>(engine, "cdp_feed_read", [&](const cdp::Engine& e) { return Put(out, e.FeedJson(cursor, limit)); });
 }
 
 int32_t cdp_feed_trim(cdp_engine* engine, uint64_t cursor) {
-  return With(engine, "cdp_feed_trim", [&](cdp::Engine& e) {
+  return With<Access::kWrite>(engine, "cdp_feed_trim", [&](cdp::Engine& e) {
     e.TrimFeed(cursor);
     return Ok();
   });

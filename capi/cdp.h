@@ -20,9 +20,13 @@
  *  5. Strings. Strings are passed as pointer + byte length and need not be
  *     NUL-terminated; they must be valid UTF-8. A NULL pointer with length 0 is the empty
  *     string.
- *  6. Threads. An engine handle is used by one thread at a time: the host serialises
- *     calls on one handle. Different handles are independent. (A reader-writer contract
- *     arrives with the durability work and will be documented here.)
+ *  6. Threads. One engine may be shared by threads: the calls that only read
+ *     (cdp_resolve, cdp_person_identifiers, cdp_persons_page, cdp_explain,
+ *     cdp_rules_list, cdp_feed_read, cdp_engine_stats) run concurrently; the calls that
+ *     change it (ingestion, cdp_records_resolve, unmerge, rules, cdp_feed_trim) run one
+ *     at a time and exclude readers, through a reader-writer lock per engine, so a read
+ *     sees the state before or after a whole write. Do not close an engine while another
+ *     thread uses it. Different engines are independent.
  *  7. Time. The engine never reads the clock: every time is an argument or a field of
  *     the input (epoch milliseconds, UTC).
  *  8. OneIDs. A person is named by a OneID, an unsigned 64-bit integer below 2^63 and

@@ -316,20 +316,21 @@ absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type
 
 }  // namespace
 
-absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view value) {
+absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view value) const {
+  const IdentityGraph& g = *graph_;
   auto p = Normalized(cfg_, type, value);
   if (!p.ok()) return absl::NotFoundError(p.status().message());
-  NodeId n = graph_->Find(p->type, p->value);
+  NodeId n = g.Find(p->type, p->value);
   if (n == kNoNode) return absl::NotFoundError(Cat("no person has ", type, ":", p->value));
-  if (graph_->Quarantined(n))
+  if (g.Quarantined(n))
     return absl::NotFoundError(Cat(type, ":", p->value, " is quarantined and belongs to no person"));
-  return graph_->OneIdOf(n);
+  return g.OneIdOf(n);
 }
 
 namespace {
 
-void WritePersonBody(json::Writer& w, Engine& e, NodeId anchor, bool mask) {
-  IdentityGraph& g = e.graph();
+void WritePersonBody(json::Writer& w, const Engine& e, NodeId anchor, bool mask) {
+  const IdentityGraph& g = e.graph();
   NodeId root = g.Root(anchor);
   const Person& p = g.PersonAt(root);
   w.Key("oneid").Uint(p.oneid);
@@ -354,8 +355,9 @@ void WritePersonBody(json::Writer& w, Engine& e, NodeId anchor, bool mask) {
 
 }  // namespace
 
-absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask) {
-  NodeId anchor = graph_->PersonAnchor(oneid);
+absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask) const {
+  const IdentityGraph& g = *graph_;
+  NodeId anchor = g.PersonAnchor(oneid);
   if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
   std::string out;
   json::Writer w(out);
@@ -366,18 +368,19 @@ absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask)
   return out;
 }
 
-std::string Engine::PersonsPage(uint64_t cursor, uint32_t limit, bool mask) {
+std::string Engine::PersonsPage(uint64_t cursor, uint32_t limit, bool mask) const {
+  const IdentityGraph& g = *graph_;
   limit = std::clamp<uint32_t>(limit, 1, 10000);
   std::string out;
   json::Writer w(out);
   w.BeginObject();
   w.Key("persons").BeginArray();
-  uint64_t n = cursor, end = graph_->node_count();
+  uint64_t n = cursor, end = g.node_count();
   uint32_t listed = 0;
   for (; n < end && listed < limit; ++n) {
-    const Node& x = graph_->node(static_cast<NodeId>(n));
-    if (x.parent != n || x.summary == IdentityGraph::kNoSummary || !graph_->Live(static_cast<NodeId>(n))) continue;
-    if (graph_->PersonAt(static_cast<NodeId>(n)).oneid == 0) continue;
+    const Node& x = g.node(static_cast<NodeId>(n));
+    if (x.parent != n || x.summary == IdentityGraph::kNoSummary || !g.Live(static_cast<NodeId>(n))) continue;
+    if (g.PersonAt(static_cast<NodeId>(n)).oneid == 0) continue;
     w.BeginObject();
     WritePersonBody(w, *this, static_cast<NodeId>(n), mask);
     w.EndObject();
@@ -390,25 +393,26 @@ std::string Engine::PersonsPage(uint64_t cursor, uint32_t limit, bool mask) {
 }
 
 absl::StatusOr<std::string> Engine::Explain(std::string_view ta, std::string_view va,
-                                            std::string_view tb, std::string_view vb) {
+                                            std::string_view tb, std::string_view vb) const {
+  const IdentityGraph& g = *graph_;
   NodeId ends[2];
   std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
   for (int k = 0; k < 2; ++k) {
     auto p = Normalized(cfg_, types[k], values[k]);
     if (!p.ok()) return absl::NotFoundError(p.status().message());
-    ends[k] = graph_->Find(p->type, p->value);
+    ends[k] = g.Find(p->type, p->value);
     if (ends[k] == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", types[k], ":", p->value));
   }
-  auto ex = graph_->Explain(ends[0], ends[1]);
+  auto ex = g.Explain(ends[0], ends[1]);
   std::string out;
   json::Writer w(out);
   w.BeginObject();
   w.Key("linked").Bool(ex.linked);
   if (ex.linked) {
-    w.Key("oneid").Uint(graph_->OneIdOf(ends[0]));
+    w.Key("oneid").Uint(g.OneIdOf(ends[0]));
     w.Key("path").BeginArray();
     for (size_t i = 0; i < ex.path.size(); ++i) {
-      const Link& l = graph_->link(ex.path[i]);
+      const Link& l = g.link(ex.path[i]);
       // Orient each step along the path.
       Link step = l;
       if (l.a != ex.hops[i]) std::swap(step.a, step.b);
@@ -416,7 +420,7 @@ absl::StatusOr<std::string> Engine::Explain(std::string_view ta, std::string_vie
     }
     w.EndArray();
   } else {
-    w.Key("oneids").BeginArray().Uint(graph_->OneIdOf(ends[0])).Uint(graph_->OneIdOf(ends[1])).EndArray();
+    w.Key("oneids").BeginArray().Uint(g.OneIdOf(ends[0])).Uint(g.OneIdOf(ends[1])).EndArray();
     w.Key("kept_apart_by");
     if (ex.quarantined != kNoNode) {
       w.BeginObject().Key("reason").String("quarantined");
@@ -426,7 +430,7 @@ absl::StatusOr<std::string> Engine::Explain(std::string_view ta, std::string_vie
       w.Key("a").String(Display(ex.rule->a, false)).Key("b").String(Display(ex.rule->b, false));
       w.Key("note").String(ex.rule->note).EndObject();
     } else if (ex.refused_link != IdentityGraph::kNoLink) {
-      const Link& l = graph_->link(ex.refused_link);
+      const Link& l = g.link(ex.refused_link);
       w.BeginObject().Key("reason").String(RefusalName(l.reason));
       if (l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit) {
         const IdPolicy& p = cfg_.types[l.reason_type];
@@ -548,11 +552,12 @@ absl::StatusOr<std::string> Engine::RemoveRule(uint64_t id) {
   return OneIdsReport(ids, from, feed_.next());
 }
 
-std::string Engine::RulesJson() {
+std::string Engine::RulesJson() const {
+  const IdentityGraph& g = *graph_;
   std::string out;
   json::Writer w(out);
   w.BeginObject().Key("rules").BeginArray();
-  for (const ManualRule& r : graph_->rules()) {
+  for (const ManualRule& r : g.rules()) {
     if (!r.active) continue;
     w.BeginObject();
     w.Key("id").Uint(r.id);
@@ -568,7 +573,8 @@ std::string Engine::RulesJson() {
 
 // --- feed and stats ---------------------------------------------------------------------
 
-std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) {
+std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) const {
+  const IdentityGraph& g = *graph_;
   limit = std::clamp<uint32_t>(limit, 1, 100000);
   std::string out;
   json::Writer w(out);
@@ -588,7 +594,7 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) {
         w.Key("absorbed").Uint(e.b);
         if (e.link != IdentityGraph::kNoLink) {
           w.Key("evidence");
-          WriteLink(w, *this, graph_->link(e.link), impl_->sources);
+          WriteLink(w, *this, g.link(e.link), impl_->sources);
         }
         break;
       case K::kSplit:
@@ -596,7 +602,7 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) {
         w.Key("oneid").Uint(e.b);
         break;
       case K::kConflict: {
-        const Link& l = graph_->link(e.link);
+        const Link& l = g.link(e.link);
         w.Key("oneids").BeginArray().Uint(e.a).Uint(e.b).EndArray();
         w.Key("reason").String(RefusalName(static_cast<Refusal>(e.reason)));
         if (l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit)
@@ -630,8 +636,9 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) {
   return out;
 }
 
-std::string Engine::StatsJson() {
-  auto c = graph_->counts();
+std::string Engine::StatsJson() const {
+  const IdentityGraph& g = *graph_;
+  auto c = g.counts();
   std::string out;
   json::Writer w(out);
   w.BeginObject();
@@ -644,11 +651,11 @@ std::string Engine::StatsJson() {
   w.Key("records").BeginObject().Key("accepted").Uint(impl_->accepted).Key("rejected").Uint(impl_->rejected).EndObject();
   w.Key("sources").Uint(impl_->sources.size());
   w.Key("types").Uint(cfg_.types.size());
-  w.Key("rules").Uint(graph_->rules().size());
+  w.Key("rules").Uint(g.rules().size());
   w.Key("feed").BeginObject().Key("first").Uint(feed_.first()).Key("next").Uint(feed_.next()).EndObject();
   w.Key("memory").BeginObject();
   uint64_t total = feed_.bytes();
-  auto parts = graph_->Memory();
+  auto parts = g.Memory();
   for (auto& [name, bytes] : parts) total += bytes;
   w.Key("total").Uint(total);
   for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);

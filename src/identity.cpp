@@ -660,7 +660,10 @@ NodeId IdentityGraph::Find(uint32_t type, std::string_view v) const {
   return it == impl_->index.end() ? kNoNode : *it;
 }
 
-NodeId IdentityGraph::Root(NodeId n) { return impl_->Root(n); }
+NodeId IdentityGraph::Root(NodeId n) const {
+  while (nodes_[n].parent != n) n = nodes_[n].parent;  // union by size: O(log n) deep
+  return n;
+}
 bool IdentityGraph::BetterAnchor(NodeId a, NodeId b) const { return impl_->BetterAnchor(a, b); }
 
 NodeId IdentityGraph::RecordAnchor(const Batch& b, const Record& r) const {
@@ -679,7 +682,11 @@ NodeId IdentityGraph::RecordAnchor(const Batch& b, const Record& r) const {
 }
 bool IdentityGraph::Live(NodeId n) const { return n < nodes_.size() && !(nodes_[n].flags & (kDead | kQuarantine)); }
 bool IdentityGraph::Quarantined(NodeId n) const { return n < nodes_.size() && (nodes_[n].flags & kQuarantine); }
-uint64_t IdentityGraph::OneIdOf(NodeId n) { return impl_->OneIdOf(n); }
+uint64_t IdentityGraph::OneIdOf(NodeId n) const {
+  if (nodes_[n].flags & (kDead | kQuarantine)) return 0;
+  uint32_t s = nodes_[Root(n)].summary;
+  return s == kNoSummary ? 0 : persons_[s].oneid;
+}
 uint64_t IdentityGraph::Canonical(uint64_t oneid) const { return impl_->Canonical(oneid); }
 
 NodeId IdentityGraph::PersonAnchor(uint64_t oneid) const {
@@ -688,7 +695,7 @@ NodeId IdentityGraph::PersonAnchor(uint64_t oneid) const {
   return impl_->oneids.at(id);
 }
 
-std::vector<NodeId> IdentityGraph::Members(NodeId n) {
+std::vector<NodeId> IdentityGraph::Members(NodeId n) const {
   std::vector<NodeId> out;
   NodeId r = Root(n), m = r;
   do {
@@ -871,14 +878,14 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   return anchor;
 }
 
-IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) {
-  Impl& m = *impl_;
+IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) const {
+  const Impl& m = *impl_;
   Explanation ex;
   if (Quarantined(a) || Quarantined(b)) {
     ex.quarantined = Quarantined(a) ? a : b;
     return ex;
   }
-  NodeId ra = m.Root(a), rb = m.Root(b);
+  NodeId ra = Root(a), rb = Root(b);
   if (ra == rb) {
     ex.linked = true;
     // Breadth-first search over active evidence: the shortest explanation.
@@ -910,7 +917,7 @@ IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) {
   }
   for (const ManualRule& r : rules_) {
     if (!r.active || !r.never) continue;
-    NodeId x = m.Root(r.a), y = m.Root(r.b);
+    NodeId x = Root(r.a), y = Root(r.b);
     if ((x == ra && y == rb) || (x == rb && y == ra)) {
       ex.rule = &r;
       return ex;
@@ -919,7 +926,7 @@ IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) {
   for (uint32_t i : m.refused_links) {
     const Link& l = links_[i];
     if (l.state != LinkState::kRefused) continue;
-    NodeId x = m.Root(l.a), y = m.Root(l.b);
+    NodeId x = Root(l.a), y = Root(l.b);
     if ((x == ra && y == rb) || (x == rb && y == ra)) {
       ex.refused_link = i;
       break;

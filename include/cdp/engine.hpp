@@ -6,7 +6,9 @@
 // links the same → IdentityGraph::AddRecord per record → change feed. Queries read the
 // graph. Time is never read from a clock: it comes from the records.
 //
-// Thread rule: one thread at a time per Engine (the host serialises calls).
+// Thread rule: the const methods only read (the graph's read paths never write, not even
+// path compression), so any number of threads may call them at once while no non-const
+// method runs; the C API enforces this with a reader-writer lock per engine.
 #pragma once
 
 #include <cstdint>
@@ -35,13 +37,13 @@ class Engine {
   // Ingests one record; malformed records are an InvalidArgument error naming the field.
   absl::StatusOr<std::string> IngestRecord(std::string_view json);
 
-  absl::StatusOr<uint64_t> Resolve(std::string_view type, std::string_view value);
+  absl::StatusOr<uint64_t> Resolve(std::string_view type, std::string_view value) const;
   // The OneID each NDJSON line belongs to now, without ingesting: {"lines":N,"oneids":[]}.
   absl::StatusOr<std::string> ResolveNdjson(std::string_view data);
-  absl::StatusOr<std::string> PersonIdentifiers(uint64_t oneid, bool mask);
-  std::string PersonsPage(uint64_t cursor, uint32_t limit, bool mask);
+  absl::StatusOr<std::string> PersonIdentifiers(uint64_t oneid, bool mask) const;
+  std::string PersonsPage(uint64_t cursor, uint32_t limit, bool mask) const;
   absl::StatusOr<std::string> Explain(std::string_view type_a, std::string_view value_a,
-                                      std::string_view type_b, std::string_view value_b);
+                                      std::string_view type_b, std::string_view value_b) const;
 
   absl::StatusOr<std::string> RemoveIdentifier(std::string_view type, std::string_view value);
   absl::StatusOr<std::string> RemoveSource(std::string_view source);
@@ -50,14 +52,15 @@ class Engine {
                                    std::string_view value_a, std::string_view type_b,
                                    std::string_view value_b, std::string_view note);
   absl::StatusOr<std::string> RemoveRule(uint64_t id);
-  std::string RulesJson();
+  std::string RulesJson() const;
 
-  std::string FeedJson(uint64_t cursor, uint32_t limit);
+  std::string FeedJson(uint64_t cursor, uint32_t limit) const;
   void TrimFeed(uint64_t cursor) { feed_.Trim(cursor); }
-  std::string StatsJson();
+  std::string StatsJson() const;
 
   const EngineConfig& config() const { return cfg_; }
   IdentityGraph& graph() { return *graph_; }
+  const IdentityGraph& graph() const { return *graph_; }
   const Feed& feed() const { return feed_; }
 
   // "type:value" of a node, masked by its type's policy when mask is set.

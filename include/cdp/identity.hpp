@@ -135,15 +135,17 @@ class IdentityGraph {
 
   // Lookups. Find returns kNoNode when unknown (or removed).
   NodeId Find(uint32_t type, std::string_view normalized) const;
-  NodeId Root(NodeId n);
+  // Read paths are const and never write (no path compression), so concurrent readers
+  // may share the graph while no writer runs.
+  NodeId Root(NodeId n) const;
   bool Live(NodeId n) const;          // exists, not removed, not quarantined
   bool Quarantined(NodeId n) const;
-  uint64_t OneIdOf(NodeId n);         // 0 when the node has no person
+  uint64_t OneIdOf(NodeId n) const;   // 0 when the node has no person
   // Follows redirects: the live person's anchor for a OneID, or kNoNode.
   NodeId PersonAnchor(uint64_t oneid) const;
   uint64_t Canonical(uint64_t oneid) const;  // the live OneID a OneID redirects to, or 0
   const Person& PersonAt(NodeId root) const { return persons_[nodes_[root].summary]; }
-  std::vector<NodeId> Members(NodeId n);     // members of n's component, in node order
+  std::vector<NodeId> Members(NodeId n) const;  // members of n's component, in node order
 
   // Explain: the evidence path that joins a and b (link indexes), or the link/rule that
   // kept them apart.
@@ -155,7 +157,7 @@ class IdentityGraph {
     const ManualRule* rule = nullptr;
     NodeId quarantined = kNoNode;
   };
-  Explanation Explain(NodeId a, NodeId b);
+  Explanation Explain(NodeId a, NodeId b) const;
 
   // Unmerge operations: each rebuilds the affected components and reports the OneIDs
   // that result.

@@ -85,7 +85,9 @@ def default_config() -> Dict[str, Any]:
 class Engine:
     """An identity graph: records in, persons (OneIDs) out.
 
-    Use it as a context manager, or call close(). One thread at a time per engine.
+    Use it as a context manager, or call close(). Threads may share an engine:
+    reads run concurrently, changes one at a time (cdp.h rule 6); close it only when no
+    other thread uses it.
     """
 
     def __init__(self, config: Config = None, path: Optional[Union[str, os.PathLike]] = None
