@@ -231,7 +231,7 @@ CDP_API int32_t cdp_persons_page(cdp_buf *out, cdp_engine *engine, uint64_t curs
  *  {"linked":false,"oneids":[A,B],
  *   "kept_apart_by":{"reason":"unique_type","type":"unionid","max_per_person":1,"evidence":{...}}}
  *  @endcode
- *  Reasons: unique_type, type_limit, weak_bridge, never_link, quarantined.
+ *  Reasons: unique_type, type_limit, weak_bridge, never_link, person_limit, quarantined.
  *  Values are normalised first. Returns CDP_OK, CDP_ENOTFOUND (either identifier unknown),
  *  CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_explain(cdp_buf *out, cdp_engine *engine,

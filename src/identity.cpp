@@ -24,6 +24,7 @@ std::string_view RefusalName(Refusal r) {
     case Refusal::kTypeLimit: return "type_limit";
     case Refusal::kWeakBridge: return "weak_bridge";
     case Refusal::kNeverLink: return "never_link";
+    case Refusal::kPersonLimit: return "person_limit";
   }
   return "unknown";
 }
@@ -277,6 +278,9 @@ struct IdentityGraph::Impl {
     const Person& A = g.persons_[g.nodes_[rx].summary];
     const Person& B = g.persons_[g.nodes_[ry].summary];
     if (A.rule_endpoints && B.rule_endpoints && NeverLinked(rx, ry)) return Refusal::kNeverLink;
+    // The size cap holds even for force links: a person that would outgrow it keeps what
+    // it has and the excess is refused and reported; it is never frozen.
+    if (A.size + B.size > cfg.limits.max_ids_per_person) return Refusal::kPersonLimit;
     if (rule == LinkRule::kForce) return Refusal::kNone;
     const uint16_t* ca = Counts(g.nodes_[rx].summary);
     const uint16_t* cb = Counts(g.nodes_[ry].summary);

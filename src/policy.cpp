@@ -393,6 +393,10 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         else if (k2 == "max_id_bytes") st = GetUint(v2, p2, cfg.limits.max_id_bytes);
         else if (k2 == "max_batch_bytes") st = GetUint(v2, p2, cfg.limits.max_batch_bytes);
         else if (k2 == "max_errors_listed") st = GetUint(v2, p2, cfg.limits.max_errors_listed);
+        else if (k2 == "max_ids_per_person") {
+          st = GetUint(v2, p2, cfg.limits.max_ids_per_person);
+          if (st.ok() && cfg.limits.max_ids_per_person < 2) return Bad(p2, "must be at least 2");
+        }
         else return Bad(p2, "unknown key");
         if (!st.ok()) return st;
       }

@@ -13,7 +13,7 @@
 namespace cdp {
 
 // Why a union was refused. Pinned order: names appear in the feed and in explanations.
-enum class Refusal : uint8_t { kNone, kUniqueType, kTypeLimit, kWeakBridge, kNeverLink };
+enum class Refusal : uint8_t { kNone, kUniqueType, kTypeLimit, kWeakBridge, kNeverLink, kPersonLimit };
 std::string_view RefusalName(Refusal r);
 
 struct FeedEvent {

@@ -89,6 +89,7 @@ struct Limits {
   uint32_t max_id_bytes = 1024;  // a raw identifier value longer than this: malformed line
   uint64_t max_batch_bytes = 1ull << 31;
   uint32_t max_errors_listed = 1000;
+  uint32_t max_ids_per_person = 1000;  // a union that would pass it is refused
 };
 
 struct EngineConfig {

@@ -393,3 +393,22 @@ TEST_CASE("re-resolving records registers no new identifier type or source") {
   CHECK(U(after["types"]) == U(before["types"]));
   CHECK(U(after["sources"]) == U(before["sources"]));
 }
+
+TEST_CASE("a person at max_ids_per_person refuses more identifiers but is never frozen") {
+  auto e = OpenEngine(R"({"limits":{"max_ids_per_person":3}})");
+  Ingest(*e, Rec("crm", kT0, R"("member_no":"P1","mobile":"13900139001","email":"p@x.com")"));
+  uint64_t p = Resolve(*e, "member_no", "P1");
+  Json rep(Ingest(*e, Rec("app", kT0 + 1, R"("member_no":"P1","device_id":"DEV-P")")));
+  CHECK(U(rep["conflicts"]) == 1);
+  CHECK(Resolve(*e, "device_id", "dev-p") != p);  // the excess identifier stays apart
+  Json why(*e->Explain("member_no", "P1", "device_id", "DEV-P"));
+  CHECK(why["kept_apart_by"]["reason"].get_string().value() == "person_limit");
+  // Not frozen: records carrying its identifiers still land on it.
+  Json more(Ingest(*e, Rec("pos", kT0 + 2, R"("mobile":"13900139001")")));
+  CHECK(U(more["accepted"]) == 1);
+  CHECK(Resolve(*e, "mobile", "13900139001") == p);
+  Json person(*e->PersonIdentifiers(p, false));
+  CHECK(U(person["size"]) == 3);
+  auto bad = cdp::ParseConfig(R"({"limits":{"max_ids_per_person":1}})");
+  CHECK_FALSE(bad.ok());
+}
