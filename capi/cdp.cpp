@@ -182,7 +182,7 @@ int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_le
                                     "by this version; pass NULL for an in-memory engine");
     auto eng = cdp::Engine::Open(View(config, config_len));
     if (!eng.ok()) return FromStatus(eng.status());
-    auto* h = new cdp_engine{kMagicOpen, std::move(*eng)};
+    auto* h = new cdp_engine{kMagicOpen, std::move(*eng), {}};
     {
       std::unique_lock lock(registry().mu);
       registry().open.insert(h);

@@ -242,6 +242,20 @@ struct IdentityGraph::Impl {
     return id;
   }
 
+  // A removed identifier seen again comes back as a new singleton person, keeping its
+  // node, so manual rules on it still hold (a rule is about the identifier's value).
+  NodeId Revive(NodeId n, int64_t ts, uint32_t source) {
+    Node& x = g.nodes_[n];
+    x.flags &= static_cast<uint8_t>(~(kDead | kMultiSource));
+    x.first_seen = ts;
+    x.source0 = static_cast<uint16_t>(source);
+    x.parent = n;
+    x.next = n;
+    x.summary = NewPerson(n);
+    ++live_nodes;
+    return n;
+  }
+
   // A candidate for anchor: strong before weak, higher priority, earlier, then by value.
   bool BetterAnchor(NodeId a, NodeId b) const {
     const Node& x = g.nodes_[a];
@@ -661,7 +675,7 @@ IdentityGraph::~IdentityGraph() = default;
 
 NodeId IdentityGraph::Find(uint32_t type, std::string_view v) const {
   auto it = impl_->index.find(IdKey{type, v});
-  return it == impl_->index.end() ? kNoNode : *it;
+  return it == impl_->index.end() || (nodes_[*it].flags & kDead) ? kNoNode : *it;
 }
 
 NodeId IdentityGraph::Root(NodeId n) const {
@@ -711,11 +725,11 @@ std::vector<NodeId> IdentityGraph::Members(NodeId n) const {
 }
 
 NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint32_t source) {
-  NodeId n = Find(type, v);
-  if (n != kNoNode) return n;
+  auto it = impl_->index.find(IdKey{type, v});
+  if (it != impl_->index.end() && !(nodes_[*it].flags & kDead)) return *it;
   impl_->cur_ts = ts == kNeverSeen ? 0 : ts;
   impl_->cur_record = 0;  // created by a rule, not by a record
-  n = impl_->NewNode(type, v, ts, source);
+  NodeId n = it != impl_->index.end() ? impl_->Revive(*it, ts, source) : impl_->NewNode(type, v, ts, source);
   impl_->Created(n);
   return n;
 }
@@ -780,6 +794,11 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
     if (hit == kNoNode) {
       auto it = m.index.find(IdKey{id.type, v});
       if (it != m.index.end()) hit = *it;
+    }
+    if (hit != kNoNode && (nodes_[hit].flags & kDead)) {  // removed earlier: seen anew
+      existed[n] = false;
+      ns[n++] = found[k] = m.Revive(hit, r.ts, r.source);
+      continue;
     }
     if (hit != kNoNode) {
       found[k] = hit;
@@ -943,8 +962,7 @@ std::vector<uint64_t> IdentityGraph::RemoveIdentifier(NodeId n) {
   Impl& m = *impl_;
   uint64_t before = m.OneIdOf(n);
   Node& x = nodes_[n];
-  m.index.erase(n);
-  x.flags |= kDead;
+  x.flags |= kDead;  // stays in the index: a later sighting revives it, rules and all
   --m.live_nodes;
   for (uint32_t i = x.first_link; i != kNoLink; i = Impl::NextLink(links_[i], n)) links_[i].state = LinkState::kRemoved;
   FeedEvent& e = m.feed.Append(FeedEvent::Kind::kIdRemoved);
@@ -976,7 +994,6 @@ std::vector<uint64_t> IdentityGraph::RemoveSource(uint32_t source, bool& found) 
     if (evidenced) continue;
     seeds.push_back(n);
     uint64_t before = m.OneIdOf(n);
-    m.index.erase(n);
     x.flags |= kDead;
     --m.live_nodes;
     FeedEvent& e = m.feed.Append(FeedEvent::Kind::kIdRemoved);

@@ -412,3 +412,17 @@ TEST_CASE("a person at max_ids_per_person refuses more identifiers but is never 
   auto bad = cdp::ParseConfig(R"({"limits":{"max_ids_per_person":1}})");
   CHECK_FALSE(bad.ok());
 }
+
+TEST_CASE("a rule outlives the removal of its identifiers: seen again, they are still kept apart") {
+  // Found by fuzz_api: split (which adds a never_link), remove the only source, then the
+  // same identifiers arrive again together.
+  auto e = OpenEngine();
+  Ingest(*e, Rec("s2", 153, R"("unionid":"oU_5_0000000000","member_no":"M2")"));
+  uint64_t p = Resolve(*e, "member_no", "M2");
+  REQUIRE(e->Split(p, R"(["unionid:oU_5_0000000000"])").ok());
+  REQUIRE(e->RemoveSource("s2").ok());
+  CHECK(Resolve(*e, "member_no", "M2") == 0);  // removed with their only source
+  Ingest(*e, Rec("s0", 0, R"("unionid":"oU_5_0000000000","member_no":"M2","mobile":"13900000000")"));
+  CHECK(Resolve(*e, "member_no", "M2") != 0);
+  CHECK(Resolve(*e, "unionid", "oU_5_0000000000") != Resolve(*e, "member_no", "M2"));
+}
