@@ -436,7 +436,7 @@ struct IdentityGraph::Impl {
   }
 
   void Quarantine(NodeId n) {
-    uint64_t before = OneIdOf(n);
+    uint64_t before = g.OneIdOf(n);
     g.nodes_[n].flags |= kQuarantine;
     refusal_peers.erase(n);
     ++quarantined;
@@ -448,13 +448,6 @@ struct IdentityGraph::Impl {
     if (stats) stats->quarantined++;
     std::vector<NodeId> seeds{n};
     Rebuild(seeds);
-  }
-
-  uint64_t OneIdOf(NodeId n) {
-    if (g.nodes_[n].flags & (kDead | kQuarantine)) return 0;
-    NodeId r = Root(n);
-    uint32_t s = g.nodes_[r].summary;
-    return s == kNoSummary ? 0 : g.persons_[s].oneid;
   }
 
   // --- OneIDs ---------------------------------------------------------------------------
@@ -889,8 +882,8 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
     for (uint64_t seq = feed_mark; seq < m.feed.next(); ++seq) {
       FeedEvent* e = m.feed.At(seq);
       if (!e || e->kind != FeedEvent::Kind::kConflict) continue;
-      if (e->a == 0) e->a = m.OneIdOf(links_[e->link].a);
-      if (e->b == 0) e->b = m.OneIdOf(links_[e->link].b);
+      if (e->a == 0) e->a = OneIdOf(links_[e->link].a);
+      if (e->b == 0) e->b = OneIdOf(links_[e->link].b);
     }
   m.stats = nullptr;
   if (nodes_[anchor].flags & kQuarantine) {  // quarantined while linking: fall back
@@ -960,7 +953,7 @@ IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) const {
 
 std::vector<uint64_t> IdentityGraph::RemoveIdentifier(NodeId n) {
   Impl& m = *impl_;
-  uint64_t before = m.OneIdOf(n);
+  uint64_t before = OneIdOf(n);
   Node& x = nodes_[n];
   x.flags |= kDead;  // stays in the index: a later sighting revives it, rules and all
   --m.live_nodes;
@@ -993,7 +986,7 @@ std::vector<uint64_t> IdentityGraph::RemoveSource(uint32_t source, bool& found) 
       evidenced = links_[i].state != LinkState::kRemoved;
     if (evidenced) continue;
     seeds.push_back(n);
-    uint64_t before = m.OneIdOf(n);
+    uint64_t before = OneIdOf(n);
     x.flags |= kDead;
     --m.live_nodes;
     FeedEvent& e = m.feed.Append(FeedEvent::Kind::kIdRemoved);
@@ -1048,8 +1041,8 @@ IdentityGraph::RuleResult IdentityGraph::AddForceLink(NodeId a, NodeId b, std::s
   rules_.push_back({id, false, true, a, b, li, std::move(note)});
   FeedEvent& e = m.feed.Append(FeedEvent::Kind::kRuleAdded);
   e.rule = id;
-  e.a = m.OneIdOf(a);
-  oneids = {m.OneIdOf(a)};
+  e.a = OneIdOf(a);
+  oneids = {OneIdOf(a)};
   return RuleResult::kOk;
 }
 
@@ -1067,10 +1060,10 @@ IdentityGraph::RuleResult IdentityGraph::AddNeverLink(NodeId a, NodeId b, std::s
   }
   FeedEvent& e = m.feed.Append(FeedEvent::Kind::kRuleAdded);
   e.rule = id;
-  e.a = m.OneIdOf(a);
-  e.b = m.OneIdOf(b);
+  e.a = OneIdOf(a);
+  e.b = OneIdOf(b);
   if (m.Root(a) == m.Root(b)) oneids = m.Rebuild({a});
-  else oneids = {m.OneIdOf(a), m.OneIdOf(b)};
+  else oneids = {OneIdOf(a), OneIdOf(b)};
   return RuleResult::kOk;
 }
 
