@@ -781,13 +781,8 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
   for (uint32_t k = 0; k < r.ids_count; ++k) {
     const RecordId& id = b.ids[r.ids_begin + k];
     std::string_view v = b.Value(id);
-    // A node the caller already found stays valid (nodes are not removed while a batch
-    // is linked); one not found may have been created since, so look again.
-    NodeId hit = found[k];
-    if (hit == kNoNode) {
-      auto it = m.index.find(IdKey{id.type, v});
-      if (it != m.index.end()) hit = *it;
-    }
+    auto it = m.index.find(IdKey{id.type, v});
+    NodeId hit = it == m.index.end() ? kNoNode : *it;
     if (hit != kNoNode && (nodes_[hit].flags & kDead)) {  // removed earlier: seen anew
       existed[n] = false;
       ns[n++] = found[k] = m.Revive(hit, r.ts, r.source);
@@ -813,10 +808,7 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       ns[n++] = found[k] = m.NewNode(id.type, v, r.ts, r.source);
     }
   }
-  if (n == 0) {
-    m.stats = nullptr;
-    return kNoNode;
-  }
+  if (n == 0) return kNoNode;
   // The anchor: the best strong identifier, else the best weak one.
   size_t ai = 0;
   bool any_strong = false, strong_existed = false;
@@ -885,7 +877,6 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       if (e->a == 0) e->a = OneIdOf(links_[e->link].a);
       if (e->b == 0) e->b = OneIdOf(links_[e->link].b);
     }
-  m.stats = nullptr;
   if (nodes_[anchor].flags & kQuarantine) {  // quarantined while linking: fall back
     for (size_t k = 0; k < n; ++k)
       if (Live(ns[k])) return ns[k];

@@ -115,11 +115,10 @@ class IdentityGraph {
   // Links one parsed record. Returns its anchor (the node whose person is the record's
   // person), or kNoNode when it carried no usable identifier.
   //
-  // nodes has one entry per identifier of r (r.ids_count). On input an entry may hold the
-  // node already found for it, or kNoNode; on output it holds the node of each
-  // identifier, so the caller can place the record again without a lookup.
+  // found has one entry per identifier of r (r.ids_count): on return, each identifier's
+  // node (kNoNode if none), so the caller can place the record again without a lookup.
   NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st,
-                   NodeId* nodes);
+                   NodeId* found);
 
   // Lookahead for batches, to overlap cache misses: pulls in the index slots of a
   // record's identifiers. Changes nothing.
