@@ -172,10 +172,13 @@ CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
 CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *data,
                                   uint64_t len, uint32_t flags);
 
-/** Ingests one record (one JSON object). out (may be NULL) receives
- *  {"oneid":N,"ids":{"accepted":N,"rejected":{...}},"persons_created":N,"merges":N,...}.
- *  Returns CDP_OK, CDP_EINVALID (malformed: cdp_error_last() names the field; nothing
- *  was ingested), CDP_EMISUSE, CDP_ELIMIT, CDP_ENOMEM. */
+/** Ingests one record (one JSON object; line breaks between its tokens are allowed).
+ *  out (may be NULL) receives
+ *  {"oneid":N,"record":R,"ids":{"accepted":N,"rejected":N,"by_reason":{...}},
+ *   "persons_created":N,"merges":N,"conflicts":N,"quarantined":N,"feed":{"from":C,"to":C}}
+ *  where oneid is the record's person (0 if it linked no identifier) and record its id.
+ *  Returns CDP_OK, CDP_EINVALID (malformed: cdp_error_last() names the column and field;
+ *  nothing was ingested), CDP_EMISUSE, CDP_ELIMIT, CDP_ENOMEM. */
 CDP_API int32_t cdp_ingest_record(cdp_buf *out, cdp_engine *engine, const char *json,
                                   uint64_t len);
 

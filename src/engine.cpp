@@ -90,17 +90,18 @@ void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable&
 
 // --- ingestion ------------------------------------------------------------------------
 
-absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool assign) {
+absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   if (data.size() > cfg_.limits.max_batch_bytes)
     return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes (",
                                                      cfg_.limits.max_batch_bytes, "); split it"));
-  Batch b;
+  Ingested in;
+  Batch& b = in.batch;
   impl_->parser->ParseNdjson(data, b);
-  uint32_t total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
-                                               (!data.empty() && data.back() != '\n'));
-  uint64_t base = impl_->records;
-  impl_->records += total_lines;
-  uint64_t feed_from = feed_.next();
+  in.total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
+                                         (!data.empty() && data.back() != '\n'));
+  const uint64_t base = in.base = impl_->records;
+  impl_->records += in.total_lines;
+  in.feed_from = feed_.next();
 
   // Order independence: identifiers inside a record by (type, value), records by (time,
   // content key), exact content as the last tie-break. The line number never decides.
@@ -143,8 +144,9 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   // Link in order, prefetching the index slots of the record kAhead places on, so its
   // lookups overlap this record's work. (Looking the nodes up ahead as well measured no
   // better: the lookup itself waits on the node and its string.)
-  LinkStats st;
-  std::vector<NodeId> nodes(b.ids.size(), kNoNode);
+  LinkStats& st = in.stats;
+  std::vector<NodeId>& nodes = in.nodes;
+  nodes.assign(b.ids.size(), kNoNode);
   constexpr size_t kAhead = 16;
   for (size_t i = 0; i < order.size(); ++i) {
     if (i + kAhead < order.size()) graph_->Prefetch(b, recs[order[i + kAhead]]);
@@ -176,13 +178,48 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
     }
   }
 
+  return in;
+}
+
+// The report's counts of identifiers: accepted, rejected, and rejected by reason.
+void Engine::WriteIdCounts(json::Writer& w, const Ingested& in) {
+  const Batch& b = in.batch;
+  uint64_t rejected = in.stats.ids_quarantined_skipped;
+  for (uint64_t c : b.ids_rejected) rejected += c;
+  w.Key("ids").BeginObject();
+  w.Key("accepted").Uint(b.ids_accepted);
+  w.Key("rejected").Uint(rejected);
+  w.Key("by_reason").BeginObject();
+  for (size_t i = 0; i < static_cast<size_t>(Rejection::kCount_); ++i) {
+    uint64_t c = b.ids_rejected[i];
+    if (static_cast<Rejection>(i) == Rejection::kQuarantined) c += in.stats.ids_quarantined_skipped;
+    if (c) w.Key(RejectionName(static_cast<Rejection>(i))).Uint(c);
+  }
+  w.EndObject();
+  w.EndObject();
+}
+
+// The report's counts of what linking did, and the feed range it wrote.
+void Engine::WriteLinkCounts(json::Writer& w, const Ingested& in) {
+  w.Key("persons_created").Uint(in.stats.persons_created);
+  w.Key("merges").Uint(in.stats.merges);
+  w.Key("conflicts").Uint(in.stats.conflicts);
+  w.Key("quarantined").Uint(in.stats.quarantined);
+  w.Key("feed").BeginObject().Key("from").Uint(in.feed_from).Key("to").Uint(feed_.next()).EndObject();
+}
+
+absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool assign) {
+  auto ingested = IngestBatch(data);
+  if (!ingested.ok()) return ingested.status();
+  const Ingested& in = *ingested;
+  const Batch& b = in.batch;
   std::string out;
   json::Writer w(out);
   w.BeginObject();
   w.Key("lines").Uint(b.lines);
-  w.Key("accepted").Uint(recs.size());
+  w.Key("accepted").Uint(b.records.size());
   w.Key("rejected").Uint(b.rejected);
-  w.Key("record_base").Uint(base);
+  w.Key("record_base").Uint(in.base);
   w.Key("errors").BeginArray();
   for (const RecordError& e : b.errors) {
     w.BeginObject();
@@ -194,30 +231,14 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   }
   w.EndArray();
   w.Key("errors_truncated").Bool(b.errors.size() < b.rejected);
-  uint64_t ids_rejected = 0;
-  for (uint64_t c : b.ids_rejected) ids_rejected += c;
-  w.Key("ids").BeginObject();
-  w.Key("accepted").Uint(b.ids_accepted);
-  w.Key("rejected").Uint(ids_rejected + st.ids_quarantined_skipped);
-  w.Key("by_reason").BeginObject();
-  for (size_t i = 0; i < static_cast<size_t>(Rejection::kCount_); ++i) {
-    uint64_t c = b.ids_rejected[i];
-    if (static_cast<Rejection>(i) == Rejection::kQuarantined) c += st.ids_quarantined_skipped;
-    if (c) w.Key(RejectionName(static_cast<Rejection>(i))).Uint(c);
-  }
-  w.EndObject();
-  w.EndObject();
+  WriteIdCounts(w, in);
   w.Key("unknown_types").BeginObject();
   for (const auto& [name, count] : b.unknown_types) w.Key(name).Uint(count);
   w.EndObject();
-  w.Key("persons_created").Uint(st.persons_created);
-  w.Key("merges").Uint(st.merges);
-  w.Key("conflicts").Uint(st.conflicts);
-  w.Key("quarantined").Uint(st.quarantined);
-  w.Key("feed").BeginObject().Key("from").Uint(feed_from).Key("to").Uint(feed_.next()).EndObject();
+  WriteLinkCounts(w, in);
   if (assign) {
     w.Key("assign");
-    WriteOneIdsPerLine(w, b, total_lines, nodes.data());
+    WriteOneIdsPerLine(w, b, in.total_lines, in.nodes.data());
   }
   w.EndObject();
   return out;
@@ -256,33 +277,41 @@ absl::StatusOr<std::string> Engine::ResolveNdjson(std::string_view data) {
 }
 
 absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
-  Batch b;
-  if (auto s = impl_->parser->ParseOne(json, b); !s.ok()) return s;
-  // One record goes through the batch path, so both paths behave identically.
+  // One record goes through the batch path, so both behave identically. A pretty-printed
+  // record is one record: line breaks between tokens become spaces (inside a string a raw
+  // line break stays, and is the error it is).
   std::string line(json);
-  for (char& c : line)
-    if (c == '\n' || c == '\r') c = ' ';  // a pretty-printed record is still one record
-  auto report = IngestNdjson(line, true);
-  if (!report.ok()) return report;
-  // Reduce the report to the single-record shape: {"oneid":N, ...}.
-  simdjson::dom::parser p;
-  simdjson::dom::element doc;
-  if (p.parse(*report).get(doc)) return absl::InternalError("report did not parse");
-  uint64_t oneid = 0;
-  simdjson::dom::array a;
-  if (!doc["assign"].get(a))
-    for (auto v : a) {
-      if (v.get(oneid)) oneid = 0;
-      break;
+  bool in_string = false, escaped = false;
+  for (char& c : line) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '\n' || c == '\r') {
+      c = ' ';
     }
+  }
+  if (line.find_first_not_of(" \t") == std::string::npos)
+    return absl::InvalidArgumentError("record: empty");
+  auto ingested = IngestBatch(line);
+  if (!ingested.ok()) return ingested.status();
+  const Ingested& in = *ingested;
+  if (in.batch.rejected) {
+    const RecordError& e = in.batch.errors.front();
+    return absl::InvalidArgumentError(Cat("record, column ", e.column,
+                                          e.field.empty() ? "" : ", field " + e.field, ": ", e.message));
+  }
+  const Record& r = in.batch.records.front();
+  NodeId anchor = graph_->RecordAnchor(in.nodes.data() + r.ids_begin, r.ids_count);
   std::string out;
   json::Writer w(out);
   w.BeginObject();
-  w.Key("oneid").Uint(oneid);
-  for (const char* k : {"ids", "persons_created", "merges", "conflicts", "quarantined", "feed", "record_base"}) {
-    simdjson::dom::element v;
-    if (!doc[k].get(v)) w.Key(k).Raw(simdjson::minify(v));
-  }
+  w.Key("oneid").Uint(anchor == kNoNode ? 0 : graph_->OneIdOf(anchor));
+  w.Key("record").Uint(in.base + r.line);
+  WriteIdCounts(w, in);
+  WriteLinkCounts(w, in);
   w.EndObject();
   return out;
 }

@@ -161,7 +161,6 @@ struct RecordParser::Impl {
   absl::flat_hash_map<std::string, uint32_t, StrHash, StrEq> type_index;
   od::parser parser;
   od::parser event_parser;
-  simdjson::padded_string one;  // ParseOne's copy
   std::string norm;             // scratch for one normalised value
   std::string scoped;           // scratch for SCOPE/VALUE
 
@@ -514,16 +513,5 @@ void RecordParser::ParseNdjson(std::string_view data, Batch& b, bool read_only) 
   impl_->read_only = false;
 }
 
-absl::Status RecordParser::ParseOne(std::string_view json, Batch& b) {
-  impl_->one = simdjson::padded_string(json);
-  Impl::LineError e;
-  b.lines++;
-  if (impl_->ParseLine(impl_->one.data(), json.size(), json.size() + simdjson::SIMDJSON_PADDING, 1, b, e))
-    return absl::OkStatus();
-  uint32_t l, c;
-  json::LineColumn(json, e.offset, l, c);
-  b.rejected++;
-  return absl::InvalidArgumentError(Cat("record, column ", c, e.field.empty() ? "" : ", field " + e.field, ": ", e.message));
-}
 
 }  // namespace cdp

@@ -34,8 +34,6 @@ class RecordParser {
   // Parses NDJSON. Never fails as a whole: malformed lines become Batch::errors.
   // read_only: register no new identifier type or source (unknown ones are skipped).
   void ParseNdjson(std::string_view data, Batch& out, bool read_only = false);
-  // Parses one record; a malformed record is returned as an error naming the field.
-  absl::Status ParseOne(std::string_view json, Batch& out);
 
  private:
   struct Impl;

@@ -68,6 +68,18 @@ class Engine {
 
  private:
   Engine() = default;
+  // One batch parsed and linked: what the reports are made from.
+  struct Ingested {
+    Batch batch;
+    LinkStats stats;
+    std::vector<NodeId> nodes;  // each identifier's node, parallel to batch.ids
+    uint64_t base = 0;          // record ids are base + line
+    uint32_t total_lines = 0;
+    uint64_t feed_from = 0;
+  };
+  absl::StatusOr<Ingested> IngestBatch(std::string_view data);
+  void WriteIdCounts(json::Writer& w, const Ingested& in);
+  void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.
   void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines, const NodeId* nodes);
   struct Impl;

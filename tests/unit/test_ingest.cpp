@@ -142,3 +142,17 @@ TEST_CASE("identifiers over max_ids_per_record are dropped and counted, the reco
   CHECK(U(j["accepted"]) == 1);
   CHECK(U(j["ids"]["by_reason"]["over_limit"]) == 1);
 }
+
+TEST_CASE("one record may be pretty-printed; a raw line break inside a string is still an error") {
+  auto e = OpenEngine();
+  auto ok = e->IngestRecord("{\n  \"source\": \"pos\",\n  \"ts\": 1,\n  \"ids\": {\"mobile\": \"13900139001\"}\n}\n");
+  REQUIRE_MESSAGE(ok.ok(), std::string(ok.status().message()));
+  Json j(*ok);
+  CHECK(U(j["oneid"]) == Resolve(*e, "mobile", "13900139001"));
+  CHECK(U(j["record"]) > 0);
+  auto bad = e->IngestRecord("{\"source\":\"pos\",\"ts\":1,\"ids\":{\"member_no\":\"M\n1\"}}");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(std::string(bad.status().message()).find("field ids.member_no") != std::string::npos);
+  CHECK(Resolve(*e, "member_no", "M 1") == 0);
+  CHECK(e->IngestRecord("  \n ").status().code() == absl::StatusCode::kInvalidArgument);
+}
