@@ -90,15 +90,28 @@ void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable&
 
 // --- ingestion ------------------------------------------------------------------------
 
+namespace {
+
+// Physical lines of an NDJSON batch: what line numbers and per-line results count.
+uint32_t CountLines(std::string_view data) {
+  return static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
+                               (!data.empty() && data.back() != '\n'));
+}
+
+}  // namespace
+
+absl::Status Engine::CheckBatchSize(std::string_view data) const {
+  if (data.size() <= cfg_.limits.max_batch_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes (",
+                                          cfg_.limits.max_batch_bytes, "); split it"));
+}
+
 absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
-  if (data.size() > cfg_.limits.max_batch_bytes)
-    return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes (",
-                                                     cfg_.limits.max_batch_bytes, "); split it"));
+  if (auto st = CheckBatchSize(data); !st.ok()) return st;
   Ingested in;
   Batch& b = in.batch;
   impl_->parser->ParseNdjson(data, b);
-  in.total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
-                                         (!data.empty() && data.back() != '\n'));
+  in.total_lines = CountLines(data);
   const uint64_t base = in.base = impl_->records;
   impl_->records += in.total_lines;
   in.feed_from = feed_.next();
@@ -259,12 +272,10 @@ void Engine::WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_
 }
 
 absl::StatusOr<std::string> Engine::ResolveNdjson(std::string_view data) {
-  if (data.size() > cfg_.limits.max_batch_bytes)
-    return absl::ResourceExhaustedError(Cat("batch of ", data.size(), " bytes is over limits.max_batch_bytes"));
+  if (auto st = CheckBatchSize(data); !st.ok()) return st;
   Batch b;
   impl_->parser->ParseNdjson(data, b, /*read_only=*/true);
-  auto total_lines = static_cast<uint32_t>(std::count(data.begin(), data.end(), '\n') +
-                                           (!data.empty() && data.back() != '\n'));
+  const uint32_t total_lines = CountLines(data);
   std::string out;
   json::Writer w(out);
   w.BeginObject();

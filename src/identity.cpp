@@ -744,8 +744,8 @@ NodeId IdentityGraph::RecordAnchor(const NodeId* nodes, uint32_t count) const {
   return best;
 }
 
-NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record_seq, LinkStats& st,
-                                NodeId* found) {
+void IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record_seq, LinkStats& st,
+                              NodeId* found) {
   Impl& m = *impl_;
   m.stats = &st;
   m.cur_record = record_seq;
@@ -808,7 +808,7 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       ns[n++] = found[k] = m.NewNode(id.type, v, r.ts, r.source);
     }
   }
-  if (n == 0) return kNoNode;
+  if (n == 0) return;
   // The anchor: the best strong identifier, else the best weak one.
   size_t ai = 0;
   bool any_strong = false, strong_existed = false;
@@ -877,12 +877,6 @@ NodeId IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record
       if (e->a == 0) e->a = OneIdOf(links_[e->link].a);
       if (e->b == 0) e->b = OneIdOf(links_[e->link].b);
     }
-  if (nodes_[anchor].flags & kQuarantine) {  // quarantined while linking: fall back
-    for (size_t k = 0; k < n; ++k)
-      if (Live(ns[k])) return ns[k];
-    return kNoNode;
-  }
-  return anchor;
 }
 
 IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) const {

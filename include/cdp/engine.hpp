@@ -78,6 +78,7 @@ class Engine {
     uint64_t feed_from = 0;
   };
   absl::StatusOr<Ingested> IngestBatch(std::string_view data);
+  absl::Status CheckBatchSize(std::string_view data) const;
   void WriteIdCounts(json::Writer& w, const Ingested& in);
   void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.

@@ -112,13 +112,11 @@ class IdentityGraph {
   IdentityGraph(const EngineConfig& cfg, Feed& feed);
   ~IdentityGraph();
 
-  // Links one parsed record. Returns its anchor (the node whose person is the record's
-  // person), or kNoNode when it carried no usable identifier.
-  //
-  // found has one entry per identifier of r (r.ids_count): on return, each identifier's
-  // node (kNoNode if none), so the caller can place the record again without a lookup.
-  NodeId AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st,
-                   NodeId* found);
+  // Links one parsed record. found has one entry per identifier of r (r.ids_count): on
+  // return, each identifier's node (kNoNode if none); RecordAnchor(found, count) then
+  // says where the record belongs, now or after later records.
+  void AddRecord(const Batch& batch, const Record& r, uint64_t record_seq, LinkStats& st,
+                 NodeId* found);
 
   // Lookahead for batches, to overlap cache misses: pulls in the index slots of a
   // record's identifiers. Changes nothing.
