@@ -279,14 +279,7 @@ struct IdentityGraph::Impl {
     return a.oneid < b.oneid;
   }
 
-  bool NeverLinked(NodeId rx, NodeId ry) {
-    for (const ManualRule& r : g.rules_) {
-      if (!r.active || !r.never) continue;
-      NodeId ra = Root(r.a), rb = Root(r.b);
-      if ((ra == rx && rb == ry) || (ra == ry && rb == rx)) return true;
-    }
-    return false;
-  }
+  bool NeverLinked(NodeId rx, NodeId ry) const { return g.NeverRuleBetween(rx, ry) != nullptr; }
 
   Refusal Check(NodeId rx, NodeId ry, NodeId x, NodeId y, LinkRule rule, uint16_t& type) {
     const Person& A = g.persons_[g.nodes_[rx].summary];
@@ -734,6 +727,15 @@ void IdentityGraph::Prefetch(const Batch& b, const Record& r) const {
   }
 }
 
+const ManualRule* IdentityGraph::NeverRuleBetween(NodeId rx, NodeId ry) const {
+  for (const ManualRule& r : rules_) {
+    if (!r.active || !r.never) continue;
+    NodeId ra = Root(r.a), rb = Root(r.b);
+    if ((ra == rx && rb == ry) || (ra == ry && rb == rx)) return &r;
+  }
+  return nullptr;
+}
+
 NodeId IdentityGraph::RecordAnchor(const NodeId* nodes, uint32_t count) const {
   NodeId best = kNoNode;
   for (uint32_t k = 0; k < count; ++k) {
@@ -916,14 +918,7 @@ IdentityGraph::Explanation IdentityGraph::Explain(NodeId a, NodeId b) const {
     std::reverse(ex.hops.begin(), ex.hops.end());
     return ex;
   }
-  for (const ManualRule& r : rules_) {
-    if (!r.active || !r.never) continue;
-    NodeId x = Root(r.a), y = Root(r.b);
-    if ((x == ra && y == rb) || (x == rb && y == ra)) {
-      ex.rule = &r;
-      return ex;
-    }
-  }
+  if ((ex.rule = NeverRuleBetween(ra, rb))) return ex;
   for (uint32_t i : m.refused_links) {
     const Link& l = links_[i];
     if (l.state != LinkState::kRefused) continue;

@@ -188,6 +188,8 @@ class IdentityGraph {
   std::vector<std::pair<std::string, uint64_t>> Memory() const;
 
  private:
+  // The active never_link rule with one end in each of two components (by root), if any.
+  const ManualRule* NeverRuleBetween(NodeId rx, NodeId ry) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   // Hot arrays live here so inline accessors stay cheap; Impl holds the rest.
