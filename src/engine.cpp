@@ -356,15 +356,23 @@ absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type
 
 }  // namespace
 
-absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view value) const {
-  const IdentityGraph& g = *graph_;
+// An identifier's node, its value normalised first; NotFound when the type is unknown,
+// the value does not normalise, or no record (or rule) has named it.
+absl::StatusOr<NodeId> Engine::FindIdentifier(std::string_view type, std::string_view value) const {
   auto p = Normalized(cfg_, type, value);
   if (!p.ok()) return absl::NotFoundError(p.status().message());
-  NodeId n = g.Find(p->type, p->value);
-  if (n == kNoNode) return absl::NotFoundError(Cat("no person has ", type, ":", p->value));
-  if (g.Quarantined(n))
-    return absl::NotFoundError(Cat(type, ":", p->value, " is quarantined and belongs to no person"));
-  return g.OneIdOf(n);
+  NodeId n = graph_->Find(p->type, p->value);
+  if (n == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", type, ":", p->value));
+  return n;
+}
+
+absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view value) const {
+  const IdentityGraph& g = *graph_;
+  auto n = FindIdentifier(type, value);
+  if (!n.ok()) return n.status();
+  if (g.Quarantined(*n))
+    return absl::NotFoundError(Cat(type, ":", g.Value(*n), " is quarantined and belongs to no person"));
+  return g.OneIdOf(*n);
 }
 
 namespace {
@@ -438,10 +446,9 @@ absl::StatusOr<std::string> Engine::Explain(std::string_view ta, std::string_vie
   NodeId ends[2];
   std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
   for (int k = 0; k < 2; ++k) {
-    auto p = Normalized(cfg_, types[k], values[k]);
-    if (!p.ok()) return absl::NotFoundError(p.status().message());
-    ends[k] = g.Find(p->type, p->value);
-    if (ends[k] == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", types[k], ":", p->value));
+    auto n = FindIdentifier(types[k], values[k]);
+    if (!n.ok()) return n.status();
+    ends[k] = *n;
   }
   auto ex = g.Explain(ends[0], ends[1]);
   std::string out;
@@ -505,12 +512,10 @@ std::string OneIdsReport(const std::vector<uint64_t>& ids, uint64_t from, uint64
 }  // namespace
 
 absl::StatusOr<std::string> Engine::RemoveIdentifier(std::string_view type, std::string_view value) {
-  auto p = Normalized(cfg_, type, value);
-  if (!p.ok()) return absl::NotFoundError(p.status().message());
-  NodeId n = graph_->Find(p->type, p->value);
-  if (n == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", type, ":", p->value));
+  auto n = FindIdentifier(type, value);
+  if (!n.ok()) return n.status();
   uint64_t from = feed_.next();
-  auto ids = graph_->RemoveIdentifier(n);
+  auto ids = graph_->RemoveIdentifier(*n);
   return OneIdsReport(ids, from, feed_.next());
 }
 

@@ -79,6 +79,7 @@ class Engine {
   };
   absl::StatusOr<Ingested> IngestBatch(std::string_view data);
   absl::Status CheckBatchSize(std::string_view data) const;
+  absl::StatusOr<NodeId> FindIdentifier(std::string_view type, std::string_view value) const;
   void WriteIdCounts(json::Writer& w, const Ingested& in);
   void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.
