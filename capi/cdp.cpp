@@ -23,9 +23,16 @@ struct cdp_engine {
   std::shared_mutex mu;
 };
 
+struct cdp_expr {
+  uint64_t magic;
+  cdp_engine* engine;  // checked against the registry before use: it may have been closed
+  cdp::Expr expr;
+};
+
 namespace {
 
 constexpr uint64_t kMagicOpen = 0x63647065'6e67696eull;  // "cdpengin"
+constexpr uint64_t kMagicExpr = 0x63647065'78707221ull;  // "cdpexpr!"
 
 thread_local std::string t_error;
 
@@ -35,6 +42,7 @@ thread_local std::string t_error;
 struct Registry {
   std::shared_mutex mu;
   absl::flat_hash_set<const cdp_engine*> open;
+  absl::flat_hash_set<const cdp_expr*> exprs;
 };
 Registry& registry() {
   static Registry* r = new Registry();  // never destroyed: safe during static teardown
@@ -316,6 +324,82 @@ int32_t cdp_rule_remove(cdp_buf* out, cdp_engine* engine, uint64_t rule) {
 int32_t cdp_rules_list(cdp_buf* out, cdp_engine* engine) {
   CDP_NEED(out, "cdp_rules_list");
   return With<Access::kRead>(engine, "cdp_rules_list", [&](const cdp::Engine& e) { return Put(out, e.RulesJson()); });
+}
+
+int32_t cdp_person_get(cdp_buf* out, cdp_engine* engine, uint64_t oneid, uint32_t flags) {
+  CDP_NEED(out, "cdp_person_get");
+  return With<Access::kRead>(engine, "cdp_person_get", [&](const cdp::Engine& e) {
+    return Put(out, e.PersonJson(oneid, flags & CDP_MASK));
+  });
+}
+
+int32_t cdp_expr_compile(cdp_expr** out, cdp_engine* engine, const char* text, uint64_t len, uint32_t flags) {
+  CDP_NEED(out, "cdp_expr_compile");
+  *out = nullptr;
+  return With<Access::kWrite>(engine, "cdp_expr_compile", [&](cdp::Engine& e) -> int32_t {
+    if (text == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_expr_compile: text is NULL");
+    if (flags & ~CDP_EXPR_AST) return Fail(CDP_EINVALID, "cdp_expr_compile: unknown flags");
+    auto x = e.CompileExpr(View(text, len), flags & CDP_EXPR_AST);
+    if (!x.ok()) return FromStatus(x.status());
+    auto* h = new cdp_expr{kMagicExpr, engine, std::move(*x)};
+    {
+      std::unique_lock lock(registry().mu);
+      registry().exprs.insert(h);
+    }
+    *out = h;
+    return Ok();
+  });
+}
+
+namespace {
+// The expression if it is live (the registry answers for freed handles).
+bool LiveExpr(const cdp_expr* x) {
+  std::shared_lock lock(registry().mu);
+  return x != nullptr && registry().exprs.contains(x) && x->magic == kMagicExpr;
+}
+}  // namespace
+
+int32_t cdp_expr_ast(cdp_buf* out, const cdp_expr* expr) {
+  CDP_NEED(out, "cdp_expr_ast");
+  if (!LiveExpr(expr)) return Fail(CDP_EMISUSE, "cdp_expr_ast: not a live expression (freed or foreign handle)");
+  try {
+    return Put(out, std::string(expr->expr.AstJson()));
+  } catch (...) {
+    return Fail(CDP_ENOMEM, "cdp_expr_ast: out of memory");
+  }
+}
+
+int32_t cdp_expr_eval(cdp_buf* out, cdp_expr* expr, uint64_t oneid, int64_t now_ms) {
+  CDP_NEED(out, "cdp_expr_eval");
+  if (!LiveExpr(expr)) return Fail(CDP_EMISUSE, "cdp_expr_eval: not a live expression (freed or foreign handle)");
+  return With<Access::kRead>(expr->engine, "cdp_expr_eval", [&](const cdp::Engine& e) {
+    // One evaluator per thread, so its scratch is reused across calls; remade only when
+    // an engine with other limits comes along.
+    thread_local cdp::ExprLimits lim;
+    thread_local std::unique_ptr<cdp::Evaluator> ev;
+    const cdp::ExprLimits& want = e.expr_limits();
+    auto same = [](const cdp::ExprLimits& a, const cdp::ExprLimits& b) {
+      return a.max_text_bytes == b.max_text_bytes && a.max_nodes == b.max_nodes && a.max_depth == b.max_depth &&
+             a.max_steps == b.max_steps && a.max_list == b.max_list;
+    };
+    if (!ev || !same(lim, want)) {
+      ev = std::make_unique<cdp::Evaluator>(want);
+      lim = want;
+    }
+    return Put(out, e.EvalExpr(expr->expr, oneid, now_ms, *ev));
+  });
+}
+
+int32_t cdp_expr_free(cdp_expr* expr) {
+  if (expr == nullptr) return Ok();
+  {
+    std::unique_lock lock(registry().mu);
+    if (!registry().exprs.erase(expr))
+      return Fail(CDP_EMISUSE, "cdp_expr_free: not a live expression (freed twice, or foreign handle)");
+  }
+  expr->magic = 0;
+  delete expr;
+  return Ok();
 }
 
 int32_t cdp_feed_read(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit) {

@@ -21,10 +21,11 @@
  *     NUL-terminated; they must be valid UTF-8. A NULL pointer with length 0 is the empty
  *     string.
  *  6. Threads. One engine may be shared by threads: the calls that only read
- *     (cdp_resolve, cdp_person_identifiers, cdp_persons_page, cdp_explain,
- *     cdp_rules_list, cdp_feed_read, cdp_engine_stats) run concurrently; the calls that
- *     change it (ingestion, cdp_records_resolve, unmerge, rules, cdp_feed_trim) run one
- *     at a time and exclude readers, through a reader-writer lock per engine, so a read
+ *     (cdp_resolve, cdp_person_identifiers, cdp_person_get, cdp_persons_page,
+ *     cdp_explain, cdp_rules_list, cdp_feed_read, cdp_engine_stats, cdp_expr_eval,
+ *     cdp_expr_ast) run concurrently; the calls that change it (ingestion,
+ *     cdp_records_resolve, unmerge, rules, cdp_feed_trim, cdp_expr_compile, which
+ *     registers the names it uses) run one at a time and exclude readers, through a reader-writer lock per engine, so a read
  *     sees the state before or after a whole write. Do not close an engine while another
  *     thread uses it. Different engines are independent.
  *  7. Time. The engine never reads the clock: every time is an argument or a field of
@@ -91,6 +92,12 @@ typedef struct cdp_buf {
 
 /** An engine: the identity graph and everything derived from it. Opaque. */
 typedef struct cdp_engine cdp_engine;
+
+/** A compiled expression of one engine (cdp_expr_compile). Opaque. */
+typedef struct cdp_expr cdp_expr;
+
+/* Flags of cdp_expr_compile(). */
+#define CDP_EXPR_AST 0x1u /**< the input is the JSON AST, not the text syntax */
 
 /* ---------------------------------------------------------------------------------- */
 /* Library                                                                              */
@@ -215,6 +222,23 @@ CDP_API int32_t cdp_resolve(uint64_t *out, cdp_engine *engine, const char *type,
 CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
                                        uint32_t flags);
 
+/** Writes the whole person into out: identifiers (as cdp_person_identifiers), then the
+ *  profile:
+ *  @code
+ *  {"requested":N,"oneid":N,"size":N,"first_seen":ms,"anchor":"mobile:...",
+ *   "identifiers":[...],"last_seen":ms,
+ *   "attributes":{"city":{"value":"上海","source":"pos","ts":ms,"rule":"latest"}},
+ *   "events":{"order":{"count":3,"amount":597.00,"first":ms,"last":ms}},
+ *   "tags":{},"states":{}}
+ *  @endcode
+ *  Each attribute carries its lineage: the source and time of the value that won under
+ *  its survivorship rule. Money is a JSON number with exactly two decimals (yuan).
+ *  last_seen is null for a person no record has reached (created by a rule).
+ *  flags: CDP_MASK masks identifier values. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE,
+ *  CDP_ENOMEM. */
+CDP_API int32_t cdp_person_get(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
+                               uint32_t flags);
+
 /** Lists persons in a stable internal order, a page at a time:
  *    {"persons":[{"oneid":N,"size":N,"first_seen":ms,"identifiers":[...]}],"next":C}
  *  Start with cursor 0; pass "next" back; "next" is 0 after the last page. limit is
@@ -311,6 +335,43 @@ CDP_API int32_t cdp_feed_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
  *  memory. Later reads below it return from the first retained event.
  *  Returns CDP_OK, CDP_EMISUSE. */
 CDP_API int32_t cdp_feed_trim(cdp_engine *engine, uint64_t cursor);
+
+/* ---------------------------------------------------------------------------------- */
+/** @name Expressions
+ *  One language for conditions over a person: attributes, identifiers, event windows in
+ *  local days (docs/expressions.md). Compile once, evaluate for many persons.
+ *  @{ */
+
+/** Compiles an expression for engine. text is the text syntax, e.g.
+ *  `attrs.city == "上海" && count(order, 30d) >= 2`, or with flags CDP_EXPR_AST the JSON
+ *  AST (what cdp_expr_ast returns, and what a UI can build). Names of attributes, event
+ *  types and properties need not have been seen yet; identifier types must be configured.
+ *  *out is released with cdp_expr_free(), also after its engine is closed (it is then
+ *  unusable). Returns CDP_OK, CDP_EINVALID (cdp_error_last(): "line L, column C: ..." or
+ *  the JSON path of the AST), CDP_ELIMIT (over limits.max_expr_*), CDP_EMISUSE,
+ *  CDP_ENOMEM. */
+CDP_API int32_t cdp_expr_compile(cdp_expr **out, cdp_engine *engine, const char *text,
+                                 uint64_t len, uint32_t flags);
+
+/** Writes the canonical JSON AST of expr into out (compiling it gives the same AST).
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_expr_ast(cdp_buf *out, const cdp_expr *expr);
+
+/** Evaluates expr for the person oneid at now_ms (epoch ms; the engine never reads the
+ *  clock: today(), now() and windows are relative to it):
+ *  @code
+ *  {"value":true,"kind":"bool","valid_until":ms}
+ *  @endcode
+ *  valid_until is the first instant at which the value may change without new input (the
+ *  next local midnight for a 30-day window), or null when only new input can change it.
+ *  Returns CDP_OK, CDP_ENOTFOUND (no such person), CDP_ELIMIT (over
+ *  limits.max_expr_steps), CDP_EMISUSE (expr or its engine closed), CDP_ENOMEM. */
+CDP_API int32_t cdp_expr_eval(cdp_buf *out, cdp_expr *expr, uint64_t oneid, int64_t now_ms);
+
+/** Releases a compiled expression. Accepts NULL. Returns CDP_OK, or CDP_EMISUSE for a
+ *  handle that is not a live expression. */
+CDP_API int32_t cdp_expr_free(cdp_expr *expr);
+/** @} */
 
 #ifdef __cplusplus
 } /* extern "C" */

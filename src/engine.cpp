@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "absl/status/status.h"
+#include "cdp/expr.hpp"
 #include "util.hpp"
 #include "json_util.hpp"
 #include "record_parser.hpp"
@@ -29,6 +30,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   e->impl_->parser = std::make_unique<RecordParser>(e->cfg_, e->impl_->sources);
   e->graph_ = std::make_unique<IdentityGraph>(e->cfg_, e->feed_);
   e->impl_->sources.Intern("manual");  // source 0: manual rules
+  e->profiles_ = std::make_unique<ProfileStore>(e->cfg_, *e->graph_, e->impl_->sources);
+  const Limits& l = e->cfg_.limits;
+  e->expr_limits_ = ExprLimits{l.max_expr_bytes, l.max_expr_nodes, l.max_expr_depth, l.max_expr_steps,
+                               l.max_expr_list};
   return e;
 }
 
@@ -166,6 +171,11 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
     const Record& r = recs[order[i]];
     graph_->AddRecord(b, r, base + r.line, st, nodes.data() + r.ids_begin);
   }
+  // Profiles: first move the facts of persons that merged or split, then file each record
+  // on the person it belongs to now (the same answer cdp_records_resolve gives).
+  SyncProfiles(in.feed_from);
+  for (uint32_t i : order) profiles_->AddRecord(b, recs[i], nodes.data() + recs[i].ids_begin);
+  profiles_->Flush();
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
 
@@ -192,6 +202,25 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   }
 
   return in;
+}
+
+void Engine::SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra) {
+  std::vector<uint64_t> ids = extra;
+  feed_.Read(feed_from, UINT32_MAX, [&](const FeedEvent& e) {
+    using K = FeedEvent::Kind;
+    switch (e.kind) {
+      case K::kMerged: case K::kSplit: case K::kIdQuarantined: case K::kIdRemoved:
+      case K::kRuleAdded: case K::kRuleRemoved:
+        ids.push_back(e.a);
+        ids.push_back(e.b);
+        break;
+      default:
+        break;
+    }
+  });
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  profiles_->Reconcile(ids);
 }
 
 // The report's counts of identifiers: accepted, rejected, and rejected by reason.
@@ -416,6 +445,82 @@ absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask)
   return out;
 }
 
+absl::StatusOr<std::string> Engine::PersonJson(uint64_t oneid, bool mask) const {
+  const IdentityGraph& g = *graph_;
+  NodeId anchor = g.PersonAnchor(oneid);
+  if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+  std::string out;
+  json::Writer w(out);
+  w.BeginObject();
+  w.Key("requested").Uint(oneid);
+  WritePersonBody(w, *this, anchor, mask);
+  const ProfileStore& ps = *profiles_;
+  const Profile* p = ps.Find(oneid);
+  auto time_or_null = [&](int64_t t) -> json::Writer& { return t == kNoTime ? w.Null() : w.Int(t); };
+  w.Key("last_seen");
+  time_or_null(p ? p->last_seen : kNoTime);
+  w.Key("attributes").BeginObject();
+  if (p) {
+    // Sorted by name, so the document does not depend on the order names were first seen.
+    std::vector<const AttrValue*> attrs;
+    for (const AttrValue& a : p->attrs) attrs.push_back(&a);
+    std::sort(attrs.begin(), attrs.end(), [&](const AttrValue* x, const AttrValue* y) {
+      return ps.AttrName(x->attr) < ps.AttrName(y->attr);
+    });
+    for (const AttrValue* a : attrs) {
+      w.Key(ps.AttrName(a->attr)).BeginObject();
+      std::string v;
+      AppendValueJson(v, ps.Load(a->value));
+      w.Key("value").Raw(v);
+      w.Key("source").String(impl_->sources.Name(a->source));
+      w.Key("ts").Int(a->ts);
+      w.Key("rule").String(SurvivorshipName(ps.RuleOf(a->attr)));
+      w.EndObject();
+    }
+  }
+  w.EndObject();
+  w.Key("events").BeginObject();
+  if (p) {
+    for (const auto& t : ps.Summarize(*p)) {
+      w.Key(ps.EventTypeName(t.type)).BeginObject();
+      w.Key("count").Uint(t.count);
+      std::string amount;
+      AppendValueJson(amount, Value::Money(t.amount));
+      w.Key("amount").Raw(amount);
+      w.Key("first").Int(t.first);
+      w.Key("last").Int(t.last);
+      w.EndObject();
+    }
+  }
+  w.EndObject();
+  // Tags and lifecycle states arrive with their layers.
+  w.Key("tags").BeginObject().EndObject();
+  w.Key("states").BeginObject().EndObject();
+  w.EndObject();
+  return out;
+}
+
+absl::StatusOr<Expr> Engine::CompileExpr(std::string_view text, bool ast) {
+  if (text.size() > expr_limits_.max_text_bytes)
+    return absl::ResourceExhaustedError(Cat("expression of ", text.size(), " bytes is over limits.max_expr_bytes (",
+                                            expr_limits_.max_text_bytes, ")"));
+  return ast ? Expr::FromAst(text, *profiles_, expr_limits_) : Expr::Compile(text, *profiles_, expr_limits_);
+}
+
+absl::StatusOr<std::string> Engine::EvalExpr(const Expr& e, uint64_t oneid, int64_t now_ms, Evaluator& ev) const {
+  uint64_t id = graph_->Canonical(oneid);
+  if (id == 0) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+  ProfileView view(*profiles_, profiles_->Find(id), id);
+  auto r = ev.Eval(e, view, now_ms);
+  if (!r.ok()) return r.status();
+  std::string out = "{\"value\":";
+  AppendValueJson(out, r->value);
+  out += Cat(",\"kind\":\"", ValueKindName(r->value.kind), "\",\"valid_until\":");
+  out += r->valid_until == kForever ? std::string("null") : std::to_string(r->valid_until);
+  out += "}";
+  return out;
+}
+
 std::string Engine::PersonsPage(uint64_t cursor, uint32_t limit, bool mask) const {
   const IdentityGraph& g = *graph_;
   limit = std::clamp<uint32_t>(limit, 1, 10000);
@@ -516,6 +621,7 @@ absl::StatusOr<std::string> Engine::RemoveIdentifier(std::string_view type, std:
   if (!n.ok()) return n.status();
   uint64_t from = feed_.next();
   auto ids = graph_->RemoveIdentifier(*n);
+  SyncProfiles(from, ids);
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -525,7 +631,10 @@ absl::StatusOr<std::string> Engine::RemoveSource(std::string_view source) {
   uint64_t from = feed_.next();
   bool found = false;
   auto ids = graph_->RemoveSource(static_cast<uint32_t>(s), found);
+  // A source may have filed facts without carrying any link (one identifier per record).
+  found |= profiles_->DropSource(static_cast<uint32_t>(s));
   if (!found) return absl::NotFoundError(Cat("no evidence from source \"", source, "\""));
+  SyncProfiles(from, ids);
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -560,6 +669,7 @@ absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view ident
     return absl::InvalidArgumentError("identifiers: list some, but not all, of the person's identifiers");
   uint64_t from = feed_.next(), rule = 0;
   auto ids = graph_->Split(side, rule);
+  SyncProfiles(from, ids);
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -582,11 +692,13 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
   if (ends[0] == ends[1]) return absl::InvalidArgumentError("a rule needs two different identifiers");
   uint64_t id = 0;
   std::vector<uint64_t> oneids;
+  const uint64_t from = feed_.next();
   auto r = never ? graph_->AddNeverLink(ends[0], ends[1], std::string(note), id, oneids)
                  : graph_->AddForceLink(ends[0], ends[1], std::string(note), 0, id, oneids);
   if (r == IdentityGraph::RuleResult::kConflict)
     return absl::FailedPreconditionError(never ? "a force_link rule joins these identifiers; remove it first"
                                                : "a never_link rule keeps these identifiers apart; remove it first");
+  SyncProfiles(from, oneids);
   return id;
 }
 
@@ -594,6 +706,7 @@ absl::StatusOr<std::string> Engine::RemoveRule(uint64_t id) {
   uint64_t from = feed_.next();
   std::vector<uint64_t> ids;
   if (!graph_->RemoveRule(id, ids)) return absl::NotFoundError(Cat("no active rule ", id));
+  SyncProfiles(from, ids);
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -697,10 +810,14 @@ std::string Engine::StatsJson() const {
   w.Key("sources").Uint(impl_->sources.size());
   w.Key("types").Uint(cfg_.types.size());
   w.Key("rules").Uint(g.rules().size());
+  auto pc = profiles_->counts();
+  w.Key("profiles").BeginObject().Key("persons").Uint(pc.profiles).Key("events").Uint(pc.events)
+      .Key("attributes").Uint(pc.attributes).Key("day_counters").Uint(pc.cells).EndObject();
   w.Key("feed").BeginObject().Key("first").Uint(feed_.first()).Key("next").Uint(feed_.next()).EndObject();
   w.Key("memory").BeginObject();
   uint64_t total = feed_.bytes();
   auto parts = g.Memory();
+  for (auto& part : profiles_->Memory()) parts.push_back(part);
   for (auto& [name, bytes] : parts) total += bytes;
   w.Key("total").Uint(total);
   for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);

@@ -20,6 +20,19 @@ std::string_view RejectionName(Rejection r) {
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
+std::string_view SurvivorshipName(Survivorship s) {
+  static constexpr std::string_view kNames[] = {"latest", "first", "source_priority", "max",
+                                                "min",    "sum",   "non_empty",       "union"};
+  auto i = static_cast<size_t>(s);
+  return i < std::size(kNames) ? kNames[i] : "unknown";
+}
+
+const AttrPolicy* EngineConfig::FindAttr(std::string_view name) const {
+  for (const AttrPolicy& a : profile.attributes)
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
 int EngineConfig::FindType(std::string_view name) const {
   for (size_t i = 0; i < types.size(); ++i)
     if (types[i].name == name) return static_cast<int>(i);
@@ -192,6 +205,74 @@ absl::Status GetDouble(dom::element v, std::string_view path, double& out) {
 
 absl::Status GetBool(dom::element v, std::string_view path, bool& out) {
   if (v.get(out) != simdjson::SUCCESS) return Bad(path, "expected true or false");
+  return absl::OkStatus();
+}
+
+// One attribute's policy: {"type": "date", "survivorship": "source_priority",
+// "sources": ["crm", "tmall"]}.
+absl::Status ApplyAttrPolicy(AttrPolicy& a, dom::element v, const std::string& path) {
+  dom::object o;
+  if (v.get(o) != simdjson::SUCCESS) return Bad(path, "expected an object");
+  for (auto [key, val] : o) {
+    std::string p = Cat(path, ".", key);
+    if (key == "type") {
+      std::string_view t;
+      if (val.get(t) != simdjson::SUCCESS) return Bad(p, "expected a string");
+      static constexpr std::pair<std::string_view, ValueKind> kTypes[] = {
+          {"string", ValueKind::kString},       {"int", ValueKind::kInt},
+          {"double", ValueKind::kDouble},       {"money", ValueKind::kMoney},
+          {"bool", ValueKind::kBool},           {"timestamp", ValueKind::kTimestamp},
+          {"date", ValueKind::kDate},           {"list", ValueKind::kList},
+          {"auto", ValueKind::kNull}};
+      auto it = std::find_if(std::begin(kTypes), std::end(kTypes), [&](auto& e) { return e.first == t; });
+      if (it == std::end(kTypes))
+        return Bad(p, "expected one of string, int, double, money, bool, timestamp, date, list, auto");
+      a.type = it->second;
+    } else if (key == "survivorship") {
+      std::string_view r;
+      if (val.get(r) != simdjson::SUCCESS) return Bad(p, "expected a string");
+      bool found = false;
+      for (int i = 0; i <= static_cast<int>(Survivorship::kUnion); ++i)
+        if (SurvivorshipName(static_cast<Survivorship>(i)) == r) {
+          a.rule = static_cast<Survivorship>(i);
+          found = true;
+        }
+      if (!found)
+        return Bad(p, "expected one of latest, first, source_priority, max, min, sum, non_empty, union");
+    } else if (key == "sources") {
+      dom::array arr;
+      if (val.get(arr) != simdjson::SUCCESS) return Bad(p, "expected an array of source names");
+      a.sources.clear();
+      for (dom::element e : arr) {
+        std::string_view s;
+        if (e.get(s) != simdjson::SUCCESS) return Bad(p, "expected an array of source names");
+        a.sources.emplace_back(s);
+      }
+    } else {
+      return Bad(p, "unknown key");
+    }
+  }
+  // The rule must make sense for the type.
+  using K = ValueKind;
+  const K t = a.type;
+  switch (a.rule) {
+    case Survivorship::kSum:
+      if (t != K::kNull && t != K::kInt && t != K::kDouble && t != K::kMoney)
+        return Bad(path, "survivorship sum needs a numeric type (int, double, money)");
+      break;
+    case Survivorship::kMax:
+    case Survivorship::kMin:
+      if (t == K::kBool || t == K::kList) return Bad(path, "survivorship max/min needs an ordered type");
+      break;
+    case Survivorship::kUnion:
+      if (t != K::kNull && t != K::kList) return Bad(path, "survivorship union needs type list");
+      break;
+    case Survivorship::kSourcePriority:
+      if (a.sources.empty()) return Bad(path, "survivorship source_priority needs a sources list");
+      break;
+    default:
+      break;
+  }
   return absl::OkStatus();
 }
 
@@ -383,6 +464,50 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
       if (st.ok() && cfg.quarantine_after == 0) return Bad(p, "must be at least 1");
     } else if (key == "oneid_seed") {
       st = GetUint(val, p, cfg.oneid_seed);
+    } else if (key == "timezone") {
+      st = GetString(val, p, cfg.profile.timezone);
+      if (st.ok()) {
+        auto z = TimeZone::Load(cfg.profile.timezone);
+        if (!z.ok()) return Bad(p, std::string(z.status().message()));
+      }
+    } else if (key == "profile") {
+      dom::object l;
+      if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      ProfileConfig& pc = cfg.profile;
+      for (auto [k2, v2] : l) {
+        std::string p2 = Cat(p, ".", k2);
+        if (k2 == "horizon_days") {
+          st = GetUint(v2, p2, pc.horizon_days);
+          if (st.ok() && (pc.horizon_days < 400 || pc.horizon_days > 3660))
+            return Bad(p2, "must be between 400 and 3660 days");
+        } else if (k2 == "max_attrs_per_record") st = GetUint(v2, p2, pc.max_attrs_per_record);
+        else if (k2 == "max_props_per_event") {
+          st = GetUint(v2, p2, pc.max_props_per_event);
+          if (st.ok() && pc.max_props_per_event > 31) return Bad(p2, "at most 31");
+        }
+        else if (k2 == "max_list_items") st = GetUint(v2, p2, pc.max_list_items);
+        else if (k2 == "max_value_bytes") st = GetUint(v2, p2, pc.max_value_bytes);
+        else return Bad(p2, "unknown key");
+        if (!st.ok()) return st;
+      }
+    } else if (key == "attributes") {
+      dom::object attrs;
+      if (val.get(attrs) != simdjson::SUCCESS) return Bad(p, "expected an object of attribute policies");
+      for (auto [name, pol] : attrs) {
+        std::string ap = Cat(p, ".", name);
+        if (!ValidTypeName(name)) return Bad(ap, "attribute names are 1-64 of [A-Za-z0-9_.-]");
+        auto& list = cfg.profile.attributes;
+        auto it = std::find_if(list.begin(), list.end(), [&](const AttrPolicy& a) { return a.name == name; });
+        if (pol.is_null()) {
+          if (it != list.end()) list.erase(it);
+          continue;
+        }
+        if (it == list.end()) {
+          list.push_back(AttrPolicy{std::string(name), ValueKind::kNull, Survivorship::kLatest, {}});
+          it = list.end() - 1;
+        }
+        if (st = ApplyAttrPolicy(*it, pol, ap); !st.ok()) return st;
+      }
     } else if (key == "limits") {
       dom::object l;
       if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");
@@ -393,6 +518,11 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         else if (k2 == "max_id_bytes") st = GetUint(v2, p2, cfg.limits.max_id_bytes);
         else if (k2 == "max_batch_bytes") st = GetUint(v2, p2, cfg.limits.max_batch_bytes);
         else if (k2 == "max_errors_listed") st = GetUint(v2, p2, cfg.limits.max_errors_listed);
+        else if (k2 == "max_expr_bytes") st = GetUint(v2, p2, cfg.limits.max_expr_bytes);
+        else if (k2 == "max_expr_nodes") st = GetUint(v2, p2, cfg.limits.max_expr_nodes);
+        else if (k2 == "max_expr_depth") st = GetUint(v2, p2, cfg.limits.max_expr_depth);
+        else if (k2 == "max_expr_steps") st = GetUint(v2, p2, cfg.limits.max_expr_steps);
+        else if (k2 == "max_expr_list") st = GetUint(v2, p2, cfg.limits.max_expr_list);
         else if (k2 == "max_ids_per_person") {
           st = GetUint(v2, p2, cfg.limits.max_ids_per_person);
           if (st.ok() && cfg.limits.max_ids_per_person < 2) return Bad(p2, "must be at least 2");
@@ -444,7 +574,11 @@ absl::StatusOr<EngineConfig> ParseConfig(std::string_view json) {
   cfg.unknown_type_policy.limit_slot = -1;
   cfg.unknown_type_policy.max_per_person = 0;  // unknown types carry no per-person limit
   if (cfg.types.size() > 4096) return Bad("id_types", "at most 4096 identifier types");
+  if (cfg.profile.attributes.size() > 4096) return Bad("attributes", "at most 4096 declared attributes");
   cfg.RankTypes();
+  auto zone = TimeZone::Load(cfg.profile.timezone);
+  if (!zone.ok()) return Bad("timezone", std::string(zone.status().message()));
+  cfg.zone = *zone;
   return cfg;
 }
 

@@ -160,7 +160,6 @@ struct RecordParser::Impl {
   NameTable& sources;
   absl::flat_hash_map<std::string, uint32_t, StrHash, StrEq> type_index;
   od::parser parser;
-  od::parser event_parser;
   std::string norm;             // scratch for one normalised value
   std::string scoped;           // scratch for SCOPE/VALUE
 
@@ -200,7 +199,17 @@ struct RecordParser::Impl {
   }
 
   // Parses one line (padded: capacity bytes readable from p). On success appends a Record.
+  // Parses one line; a malformed line leaves the batch as it was.
   bool ParseLine(const char* p, size_t len, size_t capacity, uint32_t line, Batch& b, LineError& e) {
+    const size_t fields = b.fields.size(), items = b.list_items.size(), kept = b.kept.size();
+    if (ParseLineInner(p, len, capacity, line, b, e)) return true;
+    b.fields.resize(fields);
+    b.list_items.resize(items);
+    b.kept.resize(kept);
+    return false;
+  }
+
+  bool ParseLineInner(const char* p, size_t len, size_t capacity, uint32_t line, Batch& b, LineError& e) {
     raw.clear();
     top_strings.clear();
     if (len > cfg.limits.max_record_bytes) {
@@ -227,7 +236,7 @@ struct RecordParser::Impl {
     Record r;
     r.line = line;
     uint32_t values_seen = 0;
-    std::string_view attrs, event, event_type;
+    std::string_view event_type;
     bool have_ts = false, have_ids = false;
     std::string_view source = "unknown";
     for (auto field : obj) {
@@ -324,18 +333,30 @@ struct RecordParser::Impl {
         if (jt != od::json_type::object) { e = {"attrs", "expected an object", col(token)}; return false; }
         od::object ao;
         if (auto err = v.get_object().get(ao)) return syntax(err);
-        if (auto err = ao.raw_json().get(attrs)) return syntax(err);
+        r.attrs_begin = static_cast<uint32_t>(b.fields.size());
+        for (auto af : ao) {
+          std::string_view name;
+          if (auto err = af.unescaped_key().get(name)) return syntax(err);
+          od::value av;
+          if (auto err = af.value().get(av)) return syntax(err);
+          if (++r.attrs_count > cfg.profile.max_attrs_per_record) {
+            e = {"attrs", Cat("more than ", cfg.profile.max_attrs_per_record, " attributes"), col(av.raw_json_token())};
+            return false;
+          }
+          if (!ValidTypeName(name)) {
+            e = {Cat("attrs.", name), "attribute names are 1-64 of [A-Za-z0-9_.-]", col(av.raw_json_token())};
+            return false;
+          }
+          const AttrPolicy* pol = cfg.FindAttr(name);
+          if (!ParseField(av, name, pol ? pol->type : ValueKind::kNull, "attrs.", b, e, col))
+            return false;
+        }
       } else if (key == "event") {
         if (jt == od::json_type::null) continue;
         if (jt != od::json_type::object) { e = {"event", "expected an object", col(token)}; return false; }
         od::object eo;
         if (auto err = v.get_object().get(eo)) return syntax(err);
-        if (auto err = eo.raw_json().get(event)) return syntax(err);
-        size_t ev_cap = capacity - static_cast<size_t>(event.data() - p);
-        if (!ParseEvent(r, event, ev_cap, event_type, e)) {
-          e.offset += static_cast<size_t>(event.data() - p);
-          return false;
-        }
+        if (!ParseEvent(r, eo, event_type, b, e, col)) return false;
       } else if (jt == od::json_type::string) {
         std::string_view s;
         if (auto err = v.get_string().get(s)) return syntax(err);
@@ -369,38 +390,35 @@ struct RecordParser::Impl {
       n = static_cast<uint32_t>(s.size());
       b.kept += s;
     };
-    keep(attrs, r.attrs_off, r.attrs_len);
-    keep(event, r.event_off, r.event_len);
     keep(event_type, r.event_type_off, r.event_type_len);
     Normalize(r, b);
     b.records.push_back(r);
     return true;
   }
 
-  bool ParseEvent(Record& r, std::string_view event, size_t capacity, std::string_view& type,
-                  LineError& e) {
-    od::document doc;
-    auto col = [&](std::string_view tok) { return static_cast<size_t>(tok.data() - event.data()); };
-    if (event_parser.iterate(event.data(), event.size(), capacity).get(doc)) {
-      e = {"event", "malformed", 0};
-      return false;
-    }
-    od::object o;
-    if (doc.get_object().get(o)) { e = {"event", "expected an object", 0}; return false; }
+  // The event object: type, amount in yuan, and flat properties.
+  template <typename Col>
+  bool ParseEvent(Record& r, od::object& o, std::string_view& type, Batch& b, LineError& e,
+                  const Col& col) {
     bool have_type = false;
+    r.props_begin = static_cast<uint32_t>(b.fields.size());
     for (auto f : o) {
       std::string_view k;
       od::value v;
       if (f.unescaped_key().get(k) || f.value().get(v)) { e = {"event", "malformed", 0}; return false; }
       std::string_view tok = v.raw_json_token();
       od::json_type jt;
-      if (v.type().get(jt)) { e = {"event", "malformed", 0}; return false; }
+      if (v.type().get(jt)) { e = {"event", "malformed", col(tok)}; return false; }
       if (k == "type") {
         if (jt != od::json_type::string || v.get_string().get(type)) {
           e = {"event.type", "expected a string", col(tok)};
           return false;
         }
-        have_type = !type.empty();
+        if (!ValidTypeName(type)) {
+          e = {"event.type", "event types are 1-64 of [A-Za-z0-9_.-]", col(tok)};
+          return false;
+        }
+        have_type = true;
       } else if (k == "amount") {
         std::string_view text;
         if (jt == od::json_type::number) {
@@ -418,9 +436,194 @@ struct RecordParser::Impl {
         if (!fen.ok()) { e = {"event.amount", std::string(fen.status().message()), col(tok)}; return false; }
         r.amount_fen = *fen;
         r.has_amount = true;
+      } else {
+        if (++r.props_count > cfg.profile.max_props_per_event) {
+          e = {"event", Cat("more than ", cfg.profile.max_props_per_event, " properties"), col(tok)};
+          return false;
+        }
+        if (!ValidTypeName(k)) {
+          e = {Cat("event.", k), "property names are 1-64 of [A-Za-z0-9_.-]", col(tok)};
+          return false;
+        }
+        if (!ParseField(v, k, ValueKind::kNull, "event.", b, e, col)) return false;
       }
     }
     if (!have_type) { e = {"event.type", "missing", 0}; return false; }
+    return true;
+  }
+
+  // One attribute or property value, typed by its declaration (kNull: by its JSON type).
+  template <typename Col>
+  bool ParseField(od::value& v, std::string_view name, ValueKind want, std::string_view prefix,
+                  Batch& b, LineError& e, const Col& col) {
+    std::string_view tok = v.raw_json_token();
+    auto fail = [&](std::string_view what) {
+      e = {Cat(prefix, name), std::string(what), col(tok)};
+      return false;
+    };
+    od::json_type jt;
+    if (v.type().get(jt)) return fail("malformed");
+    FieldIn f{};
+    f.name_off = static_cast<uint32_t>(b.kept.size());
+    f.name_len = static_cast<uint32_t>(name.size());
+    b.kept += name;
+    auto keep_str = [&](std::string_view s, uint32_t& off, uint32_t& len) {
+      if (s.size() > cfg.profile.max_value_bytes)
+        return fail(Cat("value is ", s.size(), " bytes, over the limit of ", cfg.profile.max_value_bytes));
+      off = static_cast<uint32_t>(b.kept.size());
+      len = static_cast<uint32_t>(s.size());
+      b.kept += s;
+      return true;
+    };
+    using K = ValueKind;
+    std::string_view str;
+    bool is_str = jt == od::json_type::string;
+    if (is_str && v.get_string().get(str)) return fail("malformed string");
+    std::string_view num = tok;
+    while (!num.empty() && (num.back() == ' ' || num.back() == '\t' || num.back() == '\r' || num.back() == '\n')) num.remove_suffix(1);
+    if (jt == od::json_type::null) {
+      f.kind = K::kNull;
+    } else if (want == K::kNull) {  // inferred
+      switch (jt) {
+        case od::json_type::string:
+          f.kind = K::kString;
+          if (!keep_str(str, f.str_off, f.str_len)) return false;
+          break;
+        case od::json_type::boolean: {
+          bool x;
+          if (v.get_bool().get(x)) return fail("malformed");
+          f.kind = K::kBool;
+          f.bits = x;
+          break;
+        }
+        case od::json_type::number: {
+          int64_t i;
+          double d;
+          if (num.find_first_of(".eE") == std::string_view::npos && !v.get_int64().get(i)) {
+            f.kind = K::kInt;
+            f.bits = i;
+          } else if (!v.get_double().get(d)) {
+            f.kind = K::kDouble;
+            std::memcpy(&f.bits, &d, sizeof d);
+          } else {
+            return fail("number out of range");
+          }
+          break;
+        }
+        case od::json_type::array:
+          if (!ParseList(v, b, f, fail, keep_str)) return false;
+          break;
+        default:
+          return fail("expected a string, number, boolean, array of strings or null");
+      }
+    } else {
+      switch (want) {
+        case K::kString:
+          if (!is_str) return fail("expected a string");
+          f.kind = K::kString;
+          if (!keep_str(str, f.str_off, f.str_len)) return false;
+          break;
+        case K::kInt: {
+          int64_t i;
+          if (jt != od::json_type::number || num.find_first_of(".eE") != std::string_view::npos || v.get_int64().get(i))
+            return fail("expected an integer");
+          f.kind = K::kInt;
+          f.bits = i;
+          break;
+        }
+        case K::kDouble: {
+          double d;
+          if (jt != od::json_type::number || v.get_double().get(d)) return fail("expected a number");
+          f.kind = K::kDouble;
+          std::memcpy(&f.bits, &d, sizeof d);
+          break;
+        }
+        case K::kMoney: {
+          if (jt != od::json_type::number && !is_str) return fail("expected an amount in yuan");
+          auto fen = YuanToFen(is_str ? str : num);
+          if (!fen.ok()) return fail(std::string(fen.status().message()));
+          f.kind = K::kMoney;
+          f.bits = *fen;
+          break;
+        }
+        case K::kBool: {
+          bool x;
+          if (jt != od::json_type::boolean || v.get_bool().get(x)) return fail("expected true or false");
+          f.kind = K::kBool;
+          f.bits = x;
+          break;
+        }
+        case K::kTimestamp: {
+          f.kind = K::kTimestamp;
+          if (is_str) {
+            auto t = ParseTimestamp(str);
+            if (!t.ok()) return fail(std::string(t.status().message()));
+            f.bits = *t;
+          } else {
+            int64_t ms;
+            if (jt != od::json_type::number || v.get_int64().get(ms))
+              return fail("expected epoch milliseconds or an ISO-8601 string");
+            f.bits = ms;
+          }
+          break;
+        }
+        case K::kDate: {
+          int32_t day;
+          if (!is_str || !ParseDate(str, day)) return fail("expected a date \"YYYY-MM-DD\"");
+          f.kind = K::kDate;
+          f.bits = day;
+          break;
+        }
+        case K::kList:
+          if (is_str) {  // one value: a list of one
+            f.kind = K::kList;
+            f.str_off = static_cast<uint32_t>(b.list_items.size());
+            f.str_len = 1;
+            uint32_t off, len;
+            if (!keep_str(str, off, len)) return false;
+            b.list_items.emplace_back(off, len);
+          } else if (jt == od::json_type::array) {
+            if (!ParseList(v, b, f, fail, keep_str)) return false;
+          } else {
+            return fail("expected an array of strings");
+          }
+          break;
+        default:
+          return fail("unsupported type");
+      }
+    }
+    b.fields.push_back(f);
+    return true;
+  }
+
+  template <typename Fail, typename Keep>
+  bool ParseList(od::value& v, Batch& b, FieldIn& f, const Fail& fail, const Keep& keep_str) {
+    od::array arr;
+    if (v.get_array().get(arr)) return fail("malformed array");
+    f.kind = ValueKind::kList;
+    f.str_off = static_cast<uint32_t>(b.list_items.size());
+    for (auto el : arr) {
+      od::value ev;
+      std::string_view s;
+      if (el.get(ev) || ev.get_string().get(s)) return fail("expected an array of strings");
+      if (++f.str_len > cfg.profile.max_list_items)
+        return fail(Cat("more than ", cfg.profile.max_list_items, " items"));
+      uint32_t off, len;
+      if (!keep_str(s, off, len)) return false;
+      b.list_items.emplace_back(off, len);
+    }
+    return true;
+  }
+
+  // "YYYY-MM-DD" → day number.
+  static bool ParseDate(std::string_view s, int32_t& day) {
+    if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
+    int y = 0, m = 0, d = 0;
+    for (int i : {0, 1, 2, 3}) { if (s[i] < '0' || s[i] > '9') return false; y = y * 10 + (s[i] - '0'); }
+    for (int i : {5, 6}) { if (s[i] < '0' || s[i] > '9') return false; m = m * 10 + (s[i] - '0'); }
+    for (int i : {8, 9}) { if (s[i] < '0' || s[i] > '9') return false; d = d * 10 + (s[i] - '0'); }
+    if (m < 1 || m > 12 || d < 1 || d > DaysInMonth(y, m)) return false;
+    day = DaysFromCivil(y, m, d);
     return true;
   }
 

@@ -17,9 +17,11 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "cdp/expr.hpp"
 #include "cdp/feed.hpp"
 #include "cdp/identity.hpp"
 #include "cdp/policy.hpp"
+#include "cdp/profile.hpp"
 #include "cdp/record.hpp"
 
 namespace cdp {
@@ -41,6 +43,8 @@ class Engine {
   // The OneID each NDJSON line belongs to now, without ingesting: {"lines":N,"oneids":[]}.
   absl::StatusOr<std::string> ResolveNdjson(std::string_view data);
   absl::StatusOr<std::string> PersonIdentifiers(uint64_t oneid, bool mask) const;
+  // The whole person: OneID, identifiers, attributes with lineage, event summary per type.
+  absl::StatusOr<std::string> PersonJson(uint64_t oneid, bool mask) const;
   std::string PersonsPage(uint64_t cursor, uint32_t limit, bool mask) const;
   absl::StatusOr<std::string> Explain(std::string_view type_a, std::string_view value_a,
                                       std::string_view type_b, std::string_view value_b) const;
@@ -54,6 +58,12 @@ class Engine {
   absl::StatusOr<std::string> RemoveRule(uint64_t id);
   std::string RulesJson() const;
 
+  // Expressions. Compiling registers the names it uses (a write); evaluating reads.
+  absl::StatusOr<Expr> CompileExpr(std::string_view text, bool ast);
+  // {"value":...,"kind":"bool","valid_until":ms|null} for a person at now_ms.
+  absl::StatusOr<std::string> EvalExpr(const Expr& e, uint64_t oneid, int64_t now_ms, Evaluator& ev) const;
+  const ExprLimits& expr_limits() const { return expr_limits_; }
+
   std::string FeedJson(uint64_t cursor, uint32_t limit) const;
   void TrimFeed(uint64_t cursor) { feed_.Trim(cursor); }
   std::string StatsJson() const;
@@ -62,6 +72,8 @@ class Engine {
   IdentityGraph& graph() { return *graph_; }
   const IdentityGraph& graph() const { return *graph_; }
   const Feed& feed() const { return feed_; }
+  ProfileStore& profiles() { return *profiles_; }
+  const ProfileStore& profiles() const { return *profiles_; }
 
   // "type:value" of a node, masked by its type's policy when mask is set.
   std::string Display(NodeId n, bool mask) const;
@@ -80,6 +92,9 @@ class Engine {
   absl::StatusOr<Ingested> IngestBatch(std::string_view data);
   absl::Status CheckBatchSize(std::string_view data) const;
   absl::StatusOr<NodeId> FindIdentifier(std::string_view type, std::string_view value) const;
+  // Moves profile facts after identity changed: the persons named by feed events from
+  // feed_from on, and extra.
+  void SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra = {});
   void WriteIdCounts(json::Writer& w, const Ingested& in);
   void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.
@@ -89,6 +104,8 @@ class Engine {
   Feed feed_;
   std::unique_ptr<IdentityGraph> graph_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<ProfileStore> profiles_;
+  ExprLimits expr_limits_;
 };
 
 // Masks a value for display: 138****8000 for mobiles, a***@x.com for emails, the ends

@@ -19,6 +19,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "cdp/calendar.hpp"
+#include "cdp/value.hpp"
 
 namespace cdp {
 
@@ -90,6 +92,42 @@ struct Limits {
   uint64_t max_batch_bytes = 1ull << 31;
   uint32_t max_errors_listed = 1000;
   uint32_t max_ids_per_person = 1000;  // a union that would pass it is refused
+  // Expressions (tags, audiences, guards come from users): every cap is an error.
+  uint32_t max_expr_bytes = 64 * 1024;
+  uint32_t max_expr_nodes = 4096;
+  uint32_t max_expr_depth = 128;
+  uint64_t max_expr_steps = 1'000'000;  // per evaluation
+  uint32_t max_expr_list = 10'000;
+};
+
+// How the values of one attribute from many records become the person's value
+// (survivorship), each keeping its lineage: the source and time of the value that won.
+enum class Survivorship : uint8_t {
+  kLatest,          // the value with the latest event time (null included: null clears)
+  kFirst,           // the earliest
+  kSourcePriority,  // from the best-ranked source (AttrPolicy::sources), then the latest
+  kMax, kMin,       // by value order
+  kSum,             // numeric total
+  kNonEmpty,        // the latest that is not null, "" or []
+  kUnion,           // lists: the union of all values
+};
+std::string_view SurvivorshipName(Survivorship s);
+
+struct AttrPolicy {
+  std::string name;
+  ValueKind type = ValueKind::kNull;  // kNull: each value's JSON type decides
+  Survivorship rule = Survivorship::kLatest;
+  std::vector<std::string> sources;   // kSourcePriority: best first; unlisted rank last
+};
+
+struct ProfileConfig {
+  std::string timezone = "Asia/Shanghai";
+  uint32_t horizon_days = 400;        // day counters reach this far back from the newest event
+  uint32_t max_attrs_per_record = 128;
+  uint32_t max_props_per_event = 16;
+  uint32_t max_list_items = 256;
+  uint32_t max_value_bytes = 4096;    // one string attribute or property value
+  std::vector<AttrPolicy> attributes; // declared attributes; others are inferred, kLatest
 };
 
 struct EngineConfig {
@@ -101,12 +139,15 @@ struct EngineConfig {
   uint32_t quarantine_after = 20;   // distinct persons refused before quarantine
   uint64_t oneid_seed = 0;          // mixes into OneID derivation
   Limits limits;
+  ProfileConfig profile;
+  TimeZone zone;                    // compiled from profile.timezone
 
   // Rank of each type by name: the order-independent tie-break between identifiers
   // (type ids depend on the order types were first seen). Kept by RankTypes().
   std::vector<uint32_t> name_rank;
 
   int FindType(std::string_view name) const;
+  const AttrPolicy* FindAttr(std::string_view name) const;
   void RankTypes();
 };
 

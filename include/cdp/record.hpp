@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "cdp/policy.hpp"
+#include "cdp/value.hpp"
 
 namespace cdp {
 
@@ -25,6 +26,15 @@ struct RecordId {
   uint32_t value_len;
 };
 
+// A typed attribute or event property as a record carried it, before the profile store
+// interns it. Names and strings are in Batch::kept.
+struct FieldIn {
+  uint32_t name_off, name_len;
+  ValueKind kind;
+  uint32_t str_off, str_len;  // kString: the text; kList: items in Batch::list_items
+  int64_t bits;               // kBool, kInt, kMoney (fen), kTimestamp (ms), kDate (day); kDouble's bits
+};
+
 struct Record {
   int64_t ts = 0;              // epoch milliseconds, UTC
   uint32_t line = 0;           // 1-based line within the batch
@@ -32,10 +42,10 @@ struct Record {
   uint32_t ids_begin = 0;      // into Batch::ids
   uint32_t ids_count = 0;
   uint64_t key = 0;            // content hash: the order-independent tie-break
-  // Kept for the profile layer: the raw attrs and event objects and the event's type, as
-  // (offset, length) spans of Batch::kept; amount in integer fen.
-  uint32_t attrs_off = 0, attrs_len = 0;
-  uint32_t event_off = 0, event_len = 0;
+  // For the profile layer: attributes and the event's properties (Batch::fields), the
+  // event's type (Batch::kept; empty: no event) and its amount in integer fen.
+  uint32_t attrs_begin = 0, attrs_count = 0;
+  uint32_t props_begin = 0, props_count = 0;
   uint32_t event_type_off = 0, event_type_len = 0;
   int64_t amount_fen = 0;
   bool has_amount = false;
@@ -54,7 +64,9 @@ struct Batch {
   std::vector<Record> records;
   std::vector<RecordId> ids;
   std::string arena;                     // normalised identifier values
-  std::string kept;                      // attrs and event JSON, event types
+  std::string kept;                      // attribute and property names and strings, event types
+  std::vector<FieldIn> fields;           // attributes and event properties
+  std::vector<std::pair<uint32_t, uint32_t>> list_items;  // (offset, length) in kept
   std::vector<std::string> sources;      // local source names, index = Record::source
   std::vector<RecordError> errors;       // at most limits.max_errors_listed kept
   uint32_t lines = 0;                    // non-blank lines seen
@@ -69,8 +81,9 @@ struct Batch {
   std::string_view Value(const RecordId& id) const {
     return std::string_view(arena).substr(id.value_off, id.value_len);
   }
-  std::string_view Attrs(const Record& r) const { return std::string_view(kept).substr(r.attrs_off, r.attrs_len); }
-  std::string_view Event(const Record& r) const { return std::string_view(kept).substr(r.event_off, r.event_len); }
+  std::string_view Kept(uint32_t off, uint32_t len) const { return std::string_view(kept).substr(off, len); }
+  std::string_view Name(const FieldIn& f) const { return Kept(f.name_off, f.name_len); }
+  std::string_view Str(const FieldIn& f) const { return Kept(f.str_off, f.str_len); }
   std::string_view EventType(const Record& r) const {
     return std::string_view(kept).substr(r.event_type_off, r.event_type_len);
   }

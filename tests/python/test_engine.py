@@ -54,6 +54,8 @@ class LifetimeTest(unittest.TestCase):
             "ingest_record": lambda: e.ingest_record(record("pos", TS, mobile=M1)),
             "resolve": lambda: e.resolve("mobile", M1),
             "person": lambda: e.person(1),
+            "person_identifiers": lambda: e.person_identifiers(1),
+            "compile": lambda: e.compile("true"),
             "persons": lambda: list(e.persons()),
             "explain": lambda: e.explain(("mobile", M1), ("mobile", M2)),
             "remove_identifier": lambda: e.remove_identifier("mobile", M1),

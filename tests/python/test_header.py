@@ -6,7 +6,7 @@ it is bound."""
 import ctypes
 import re
 import unittest
-from ctypes import POINTER, c_char_p, c_int32, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 
 from support import HEADER
 
@@ -23,6 +23,10 @@ CTYPES = {
     "cdp_buf*": POINTER(_lib.cdp_buf),
     "cdp_engine*": c_void_p,
     "cdp_engine**": POINTER(c_void_p),
+    "int64_t": c_int64,
+    "cdp_expr*": c_void_p,
+    "constcdp_expr*": c_void_p,
+    "cdp_expr**": POINTER(c_void_p),
 }
 
 DECLARATION = re.compile(
@@ -93,7 +97,7 @@ class HeaderCoverageTest(unittest.TestCase):
                                   HEADER.read_text(encoding="utf-8"), re.M))
         expected = {k: v for k, v in defines.items()
                     if k == "CDP_OK" or k.startswith("CDP_E") or k in
-                    ("CDP_INGEST_ASSIGN", "CDP_MASK", "CDP_VERSION_MAJOR")}
+                    ("CDP_INGEST_ASSIGN", "CDP_MASK", "CDP_EXPR_AST", "CDP_VERSION_MAJOR")}
         self.assertIn("CDP_EUNSUPPORTED", expected)
         for name, value in expected.items():
             with self.subTest(constant=name):

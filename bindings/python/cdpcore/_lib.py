@@ -12,7 +12,7 @@ import glob
 import os
 import sys
 import sysconfig
-from ctypes import POINTER, c_char_p, c_int32, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -34,6 +34,7 @@ CDP_EUNSUPPORTED = -10
 
 CDP_INGEST_ASSIGN = 0x1
 CDP_MASK = 0x1
+CDP_EXPR_AST = 0x1
 
 LIBRARY_ENV = "CDPCORE_LIBRARY"
 
@@ -159,6 +160,10 @@ cdp_buf_p = POINTER(cdp_buf)
 cdp_engine_p = c_void_p
 cdp_engine_pp = POINTER(cdp_engine_p)
 
+# typedef struct cdp_expr cdp_expr;  (opaque)
+cdp_expr_p = c_void_p
+cdp_expr_pp = POINTER(cdp_expr_p)
+
 # --- library --------------------------------------------------------------------------
 
 # CDP_API int32_t cdp_version(void);
@@ -222,6 +227,10 @@ cdp_resolve = _bind("cdp_resolve",
 cdp_person_identifiers = _bind("cdp_person_identifiers",
                                [cdp_buf_p, cdp_engine_p, c_uint64, c_uint32], c_int32)
 
+# CDP_API int32_t cdp_person_get(cdp_buf *out, cdp_engine *engine, uint64_t oneid,
+#                                uint32_t flags);
+cdp_person_get = _bind("cdp_person_get", [cdp_buf_p, cdp_engine_p, c_uint64, c_uint32], c_int32)
+
 # CDP_API int32_t cdp_persons_page(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
 #                                  uint32_t limit, uint32_t flags);
 cdp_persons_page = _bind("cdp_persons_page",
@@ -282,6 +291,23 @@ cdp_feed_read = _bind("cdp_feed_read", [cdp_buf_p, cdp_engine_p, c_uint64, c_uin
 
 # CDP_API int32_t cdp_feed_trim(cdp_engine *engine, uint64_t cursor);
 cdp_feed_trim = _bind("cdp_feed_trim", [cdp_engine_p, c_uint64], c_int32)
+
+
+# --- expressions ----------------------------------------------------------------------
+
+# CDP_API int32_t cdp_expr_compile(cdp_expr **out, cdp_engine *engine, const char *text,
+#                                  uint64_t len, uint32_t flags);
+cdp_expr_compile = _bind("cdp_expr_compile",
+                         [cdp_expr_pp, cdp_engine_p, c_char_p, c_uint64, c_uint32], c_int32)
+
+# CDP_API int32_t cdp_expr_ast(cdp_buf *out, const cdp_expr *expr);
+cdp_expr_ast = _bind("cdp_expr_ast", [cdp_buf_p, cdp_expr_p], c_int32)
+
+# CDP_API int32_t cdp_expr_eval(cdp_buf *out, cdp_expr *expr, uint64_t oneid, int64_t now_ms);
+cdp_expr_eval = _bind("cdp_expr_eval", [cdp_buf_p, cdp_expr_p, c_uint64, c_int64], c_int32)
+
+# CDP_API int32_t cdp_expr_free(cdp_expr *expr);
+cdp_expr_free = _bind("cdp_expr_free", [cdp_expr_p], c_int32)
 
 
 # --- version check --------------------------------------------------------------------

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 from ctypes import byref, c_uint64, string_at
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from decimal import Decimal
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+                    Tuple, Union)
 
 from . import _lib
 from .errors import MisuseError, _check
@@ -39,12 +41,16 @@ def _sv(text: Union[str, bytes]) -> Tuple[bytes, int]:
     return data, len(data)
 
 
-def _json_call(fn, *args) -> Any:
-    """Calls a C function whose first argument is a cdp_buf, returns the decoded JSON."""
+def _json_call(fn, *args, exact: bool = False) -> Any:
+    """Calls a C function whose first argument is a cdp_buf, returns the decoded JSON.
+    exact=True decodes numbers with a fraction (money, in yuan) as Decimal."""
     buf = _lib.cdp_buf()
     try:
         _check(fn(byref(buf), *args))
-        return json.loads(string_at(buf.ptr, buf.size)) if buf.ptr else None
+        if not buf.ptr:
+            return None
+        text = string_at(buf.ptr, buf.size)
+        return json.loads(text, parse_float=Decimal) if exact else json.loads(text)
     finally:
         _lib.cdp_buf_free(byref(buf))
 
@@ -191,9 +197,17 @@ class Engine:
         return oneid.value
 
     def person(self, oneid: int, mask: bool = False) -> Dict[str, Any]:
-        """A person and its identifiers. An absorbed OneID answers for its survivor
-        ("requested" keeps the one asked for). mask=True masks values (138****8000).
+        """The whole person: identifiers, attributes with their lineage (source, ts and
+        survivorship rule), an event summary per type, tags and states. Money amounts
+        are Decimal (yuan). An absorbed OneID answers for its survivor ("requested"
+        keeps the one asked for). mask=True masks identifier values (138****8000).
         Raises NotFoundError for an unknown OneID."""
+        flags = _lib.CDP_MASK if mask else 0
+        return _json_call(_lib.cdp_person_get, self._h, oneid, flags, exact=True)
+
+    def person_identifiers(self, oneid: int, mask: bool = False) -> Dict[str, Any]:
+        """A person's identifiers only (cheaper than person()). Raises NotFoundError for
+        an unknown OneID."""
         flags = _lib.CDP_MASK if mask else 0
         return _json_call(_lib.cdp_person_identifiers, self._h, oneid, flags)
 
@@ -285,7 +299,77 @@ class Engine:
 
     # --- statistics -----------------------------------------------------------------
 
+    # --- expressions ----------------------------------------------------------------
+
+    def compile(self, expression: Union[str, Mapping[str, Any]]) -> "Expression":
+        """Compiles an expression (docs/expressions.md): text such as
+        'attrs.city == "上海" && count(order, 30d) >= 2', or its JSON AST as a dict
+        (what Expression.ast returns). Raises InvalidError naming the line and column
+        (or the AST's JSON path), LimitError over the configured expression limits."""
+        if isinstance(expression, Mapping):
+            data = json.dumps(expression, ensure_ascii=False).encode("utf-8")
+            flags = _lib.CDP_EXPR_AST
+        else:
+            data, flags = _bytes(expression), 0
+        handle = _lib.cdp_expr_p()
+        _check(_lib.cdp_expr_compile(byref(handle), self._h, data, len(data), flags))
+        return Expression(self, handle.value)
+
     def stats(self) -> Dict[str, Any]:
         """Counts of persons, identifiers, links, conflicts, quarantined identifiers and
         records, the feed's cursor range, and memory in bytes by structure."""
         return _json_call(_lib.cdp_engine_stats, self._h)
+
+
+class Evaluation(NamedTuple):
+    """One evaluation: the value (money as Decimal, timestamps as epoch ms, dates as
+    "YYYY-MM-DD"), its kind ("bool", "int", "money", ...), and valid_until: the epoch ms
+    at which it may change without new input, or None."""
+    value: Any
+    kind: str
+    valid_until: Optional[int]
+
+
+class Expression:
+    """A compiled expression of one engine. Made by Engine.compile(); close() it (or use
+    it as a context manager) to free it. It keeps its engine alive."""
+
+    def __init__(self, engine: Engine, handle: int) -> None:
+        self._engine = engine
+        self._handle: Optional[int] = handle
+
+    def close(self) -> None:
+        """Frees the expression. Safe to call twice."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _check(_lib.cdp_expr_free(handle))
+
+    def __enter__(self) -> "Expression":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None and _lib is not None:
+            _lib.cdp_expr_free(self._handle)
+            self._handle = None
+
+    @property
+    def _h(self) -> int:
+        if self._handle is None:
+            raise MisuseError(_lib.CDP_EMISUSE, "the expression is closed")
+        return self._handle
+
+    @property
+    def ast(self) -> Dict[str, Any]:
+        """The canonical JSON AST, as a dict; Engine.compile() accepts it back."""
+        return _json_call(_lib.cdp_expr_ast, self._h)
+
+    def evaluate(self, oneid: int, now_ms: int) -> Evaluation:
+        """Evaluates for a person at now_ms (epoch ms: the engine never reads the clock).
+        Raises NotFoundError for an unknown OneID, LimitError when evaluation runs over
+        the configured step limit."""
+        self._engine._h  # raises MisuseError once the engine is closed
+        r = _json_call(_lib.cdp_expr_eval, self._h, oneid, now_ms, exact=True)
+        return Evaluation(r["value"], r["kind"], r["valid_until"])

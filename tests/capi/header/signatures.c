@@ -11,7 +11,8 @@ _Static_assert(CDP_OK == 0 && CDP_EINVALID == -1 && CDP_ENOTFOUND == -2 &&
                CDP_EIO == -6 && CDP_EMISUSE == -7 && CDP_EINTERNAL == -8 &&
                CDP_ELIMIT == -9 && CDP_EUNSUPPORTED == -10,
                "status codes are pinned");
-_Static_assert(CDP_INGEST_ASSIGN == 1u && CDP_MASK == 1u, "flag values are pinned");
+_Static_assert(CDP_INGEST_ASSIGN == 1u && CDP_MASK == 1u && CDP_EXPR_AST == 1u,
+               "flag values are pinned");
 #if UINTPTR_MAX == UINT64_MAX
 _Static_assert(sizeof(cdp_buf) == 24 && offsetof(cdp_buf, size) == 8 &&
                offsetof(cdp_buf, reserved) == 16,
@@ -52,3 +53,9 @@ int32_t (*const pin_rule_remove)(cdp_buf *, cdp_engine *, uint64_t) = cdp_rule_r
 int32_t (*const pin_rules_list)(cdp_buf *, cdp_engine *) = cdp_rules_list;
 int32_t (*const pin_feed_read)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) = cdp_feed_read;
 int32_t (*const pin_feed_trim)(cdp_engine *, uint64_t) = cdp_feed_trim;
+int32_t (*const pin_person_get)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) = cdp_person_get;
+int32_t (*const pin_expr_compile)(cdp_expr **, cdp_engine *, str, len, uint32_t) =
+    cdp_expr_compile;
+int32_t (*const pin_expr_ast)(cdp_buf *, const cdp_expr *) = cdp_expr_ast;
+int32_t (*const pin_expr_eval)(cdp_buf *, cdp_expr *, uint64_t, int64_t) = cdp_expr_eval;
+int32_t (*const pin_expr_free)(cdp_expr *) = cdp_expr_free;

@@ -1,0 +1,263 @@
+// cdp/profile.hpp — each person's profile: attributes with lineage, events, day counters.
+//
+// A profile is the fold of the records placed on a person. Every fact (an attribute value,
+// an event) is filed under its record's *identifier set*: the source and the identifier
+// nodes the record carried. Where a record belongs is decided the same way everywhere: the
+// person of its best live identifier (IdentityGraph::RecordAnchor), which is also what
+// cdp_records_resolve answers. So when identity changes (a merge, a split, a removal, a
+// quarantine, a rule), Reconcile re-asks that question for each identifier set of the
+// persons involved and moves the facts whose answer changed. A merge moves everything; a
+// split hands each fact to the side that owns its record's identifiers. Nothing is
+// approximated: the profile after any sequence of merges and splits equals the profile
+// built from the surviving inputs alone (tests/unit/test_profile.cpp checks it).
+//
+// Attributes: the observations of one attribute from one identifier set are combined at
+// once (they can never be separated), so a profile keeps at most one observation per
+// (attribute, identifier set); the person's value is the combination of those under the
+// attribute's survivorship rule, with the source and time of the value that won. Every
+// rule is a commutative, associative combine with a total tie-break, so the order records
+// arrive in never matters.
+//
+// Events: 24 bytes each, sorted by (type, time) in one flat array per person; properties in
+// a side array; strings interned once per store. Local-day counters (count, amount per
+// type per day) cover the last ProfileConfig::horizon_days before the newest event, so
+// windowed statistics read a few counters instead of rescanning events; older windows fall
+// back to the events, which are all kept.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "cdp/chunked_vector.hpp"
+#include "cdp/identity.hpp"
+#include "cdp/policy.hpp"
+#include "cdp/record.hpp"
+#include "cdp/subject.hpp"
+#include "cdp/value.hpp"
+
+namespace cdp {
+
+class NameTable;
+
+// Interned strings: an id per distinct string, and views that stay valid forever.
+class StringPool {
+ public:
+  uint32_t Intern(std::string_view s);
+  std::string_view Get(uint32_t id) const { return views_[id]; }
+  uint64_t bytes() const;
+
+ private:
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t chunk_used_ = 0, chunk_size_ = 0;
+  std::vector<std::string_view> views_;
+  absl::flat_hash_map<std::string_view, uint32_t> index_;
+};
+
+// An attribute or property value as stored: 16 bytes, strings and lists by pool id.
+struct Stored {
+  ValueKind kind = ValueKind::kNull;
+  int64_t bits = 0;  // int, fen, ms, day, bool, double's bits, string id, list id
+  bool operator==(const Stored&) const = default;
+};
+
+// Interned lists of strings (list attributes), materialised as Values for expressions.
+class ListPool {
+ public:
+  uint32_t Intern(const std::vector<uint32_t>& string_ids, const StringPool& strings);
+  const std::vector<uint32_t>& Ids(uint32_t id) const { return lists_[id].ids; }
+  Value Get(uint32_t id) const {
+    const auto& l = lists_[id];
+    return Value::List(l.values.get(), static_cast<uint32_t>(l.ids.size()));
+  }
+  uint64_t bytes() const;
+
+ private:
+  struct List {
+    std::vector<uint32_t> ids;
+    std::unique_ptr<Value[]> values;
+  };
+  std::vector<List> lists_;
+  absl::flat_hash_map<std::string, uint32_t> index_;  // key: the ids' bytes
+};
+
+// The record an event or observation came from, reduced to what decides its owner.
+struct IdSet {
+  uint64_t hash;       // of (source, nodes)
+  uint32_t nodes_off;  // into Profile::idset_nodes
+  uint16_t nodes_len;
+  uint16_t source;
+  int64_t first_ts, last_ts;  // of the records with this identifier set
+  uint32_t records;
+  uint32_t pad;
+};
+
+// One event: (type, time) packed into key so one compare orders by type then time.
+struct EventRow {
+  uint64_t key;       // type << 48 | ts (0 <= ts < 2^48 ms)
+  int64_t amount;     // fen
+  uint32_t idset;     // top bit: the event carried an amount
+  uint32_t props;     // offset << 5 | count, into Profile::props
+  uint32_t type() const { return static_cast<uint32_t>(key >> 48); }
+  int64_t ts() const { return static_cast<int64_t>(key & ((uint64_t{1} << 48) - 1)); }
+  uint32_t idset_index() const { return idset & 0x7FFFFFFFu; }
+  bool has_amount() const { return idset >> 31; }
+};
+static_assert(sizeof(EventRow) == 24);
+
+// Events of one type on one local day. A day with more than 65535 events of a type
+// continues in a second cell, so counts stay exact without widening every cell.
+struct DayCell {
+  int64_t amount;
+  int32_t day;
+  uint16_t type;
+  uint16_t count;
+};
+static_assert(sizeof(DayCell) == 16);
+
+struct PropRow {
+  uint32_t key;
+  Stored value;
+};
+
+// The combined observation of one attribute from one identifier set.
+struct AttrObs {
+  uint32_t attr;
+  uint32_t idset;
+  int64_t ts;      // the lineage time (the winning or latest contribution)
+  Stored value;
+};
+
+// The person's value of an attribute, with its lineage.
+struct AttrValue {
+  uint32_t attr;
+  uint16_t source;
+  int64_t ts;
+  Stored value;
+};
+
+struct Profile {
+  uint64_t oneid = 0;
+  int64_t first_seen = kNoTime, last_seen = kNoTime;
+  int32_t cells_from = 0;  // counters cover local days >= cells_from
+  std::vector<IdSet> idsets;
+  std::vector<NodeId> idset_nodes;
+  std::vector<EventRow> events;   // sorted by key
+  std::vector<DayCell> cells;     // sorted by (type, day)
+  std::vector<PropRow> props;
+  std::vector<AttrObs> obs;       // sorted by (attr, idset)
+  std::vector<AttrValue> attrs;   // sorted by attr
+  std::vector<std::pair<uint32_t, uint32_t>> id_counts;  // (identifier type, live count)
+};
+
+class ProfileStore final : public Names {
+ public:
+  // cfg, graph and sources outlive the store.
+  ProfileStore(const EngineConfig& cfg, const IdentityGraph& graph, const NameTable& sources);
+  ~ProfileStore() override;
+
+  // Files the facts of a linked record (its attributes, its event, its identifier set) on
+  // the person its best live identifier belongs to. nodes: each identifier's node as
+  // linking left it (kNoNode entries are skipped).
+  void AddRecord(const Batch& b, const Record& r, const NodeId* nodes);
+  // After identity changed: moves each fact of these persons' profiles (by OneID, absorbed
+  // ones included) to where its record belongs now. Facts whose identifiers are all
+  // removed or quarantined leave the store.
+  void Reconcile(const std::vector<uint64_t>& oneids);
+  // Refreshes what the profiles touched since the last call derive from the graph (their
+  // identifier counts) and prunes their counters to the horizon. Writers call it last.
+  void Flush();
+  // Drops every fact a source contributed (cdp_source_remove); false if it had none.
+  bool DropSource(uint32_t source);
+
+  // The profile of a live OneID (redirects followed), or nullptr.
+  const Profile* Find(uint64_t oneid) const;
+  // Every profile by slot, for scans over all persons: slots() bounds the slot numbers;
+  // AtSlot is nullptr for a free slot.
+  uint32_t slots() const;
+  const Profile* AtSlot(uint32_t slot) const;
+
+  // Pulls a profile's hot arrays (attributes, counters, identifier counts) into cache:
+  // scans over many persons call it a few persons ahead, so the misses overlap.
+  static void Prefetch(const Profile* p) {
+    __builtin_prefetch(p->attrs.data());
+    __builtin_prefetch(p->cells.data());
+    __builtin_prefetch(p->id_counts.data());
+  }
+
+  // Reading values.
+  Value Load(const Stored& s) const;
+  std::string_view String(uint32_t id) const { return strings_.Get(id); }
+  const std::string& AttrName(uint32_t attr) const;
+  const std::string& EventTypeName(uint32_t type) const;
+  const std::string& PropKeyName(uint32_t key) const;
+  Survivorship RuleOf(uint32_t attr) const;
+
+  // Summary of one event type: count, amount, first and last time.
+  struct TypeSummary {
+    uint32_t type;
+    uint64_t count;
+    int64_t amount;
+    int64_t first, last;
+  };
+  std::vector<TypeSummary> Summarize(const Profile& p) const;
+
+  // Live identifiers of a person by type (from the graph, for a person with no profile).
+  uint32_t CountIds(uint64_t oneid, uint32_t type) const;
+  const IdentityGraph& graph() const { return graph_; }
+
+  // A canonical text of a profile that does not depend on internal ids or arrival order:
+  // what the merge/split algebra tests compare.
+  std::string Canonical(const Profile& p) const;
+
+  // Names (for compiling expressions).
+  uint32_t Attr(std::string_view name) override;
+  uint32_t EventType(std::string_view name) override;
+  uint32_t PropKey(std::string_view name) override;
+  uint32_t Tag(std::string_view name) override;
+  uint32_t Machine(std::string_view name) override;
+  int IdType(std::string_view name) const override;
+  const TimeZone& Zone() const override { return cfg_.zone; }
+
+  struct Counts {
+    uint64_t profiles, events, attributes, cells, props;
+  };
+  Counts counts() const;
+  // Bytes held, by structure.
+  std::vector<std::pair<std::string, uint64_t>> Memory() const;
+
+ private:
+  friend class ProfileView;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const EngineConfig& cfg_;
+  const IdentityGraph& graph_;
+  StringPool strings_;
+};
+
+// A person as an expression sees it: the profile (nullptr for a person that has only
+// identifiers, e.g. from a manual rule) and its OneID. Valid while the store is not
+// written to; cheap to make on the stack.
+class ProfileView final : public Subject {
+ public:
+  ProfileView(const ProfileStore& store, const Profile* p, uint64_t oneid)
+      : store_(store), p_(p), oneid_(oneid) {}
+  Value Attr(uint32_t attr) const override;
+  int64_t FirstSeen() const override { return p_ ? p_->first_seen : kNoTime; }
+  int64_t LastSeen() const override { return p_ ? p_->last_seen : kNoTime; }
+  uint32_t IdCount(uint32_t id_type) const override;
+  Totals DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const override;
+  void Scan(uint32_t type, int64_t from_ms, int64_t to_ms, bool reverse,
+            absl::FunctionRef<bool(const EventView&)> f) const override;
+  Value Prop(const EventView& e, uint32_t key) const override;
+
+ private:
+  const ProfileStore& store_;
+  const Profile* p_;
+  uint64_t oneid_;
+};
+
+}  // namespace cdp

@@ -1,0 +1,980 @@
+// The profile store: facts filed by identifier set, reconciled when identity changes.
+#include "cdp/profile.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <tuple>
+
+#include "absl/container/flat_hash_set.h"
+#include "record_parser.hpp"
+#include "util.hpp"
+
+namespace cdp {
+
+namespace {
+
+constexpr uint64_t kTsMask = (uint64_t{1} << 48) - 1;
+constexpr uint32_t kHasAmount = 0x80000000u;
+constexpr uint32_t kMaxEventTypes = 0xFFFF;
+// Counters are pruned to the horizon lazily, once they reach this far past it.
+constexpr int32_t kPruneSlack = 31;
+
+bool IsNumber(ValueKind k) {
+  return k == ValueKind::kInt || k == ValueKind::kDouble || k == ValueKind::kMoney;
+}
+
+double AsDouble(const Stored& s) {
+  if (s.kind == ValueKind::kDouble) {
+    double d;
+    std::memcpy(&d, &s.bits, sizeof d);
+    return d;
+  }
+  if (s.kind == ValueKind::kMoney) return static_cast<double>(s.bits) / 100.0;
+  return static_cast<double>(s.bits);
+}
+
+Stored FromDouble(double d) {
+  Stored s{ValueKind::kDouble, 0};
+  std::memcpy(&s.bits, &d, sizeof d);
+  return s;
+}
+
+}  // namespace
+
+// --- pools ------------------------------------------------------------------------------
+
+uint32_t StringPool::Intern(std::string_view s) {
+  if (auto it = index_.find(s); it != index_.end()) return it->second;
+  if (chunk_used_ + s.size() > chunk_size_) {
+    chunk_size_ = std::max<size_t>(64 * 1024, s.size());
+    chunks_.push_back(std::make_unique<char[]>(chunk_size_));
+    chunk_used_ = 0;
+  }
+  char* dst = chunks_.back().get() + chunk_used_;
+  if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+  chunk_used_ += s.size();
+  std::string_view kept(dst, s.size());
+  auto id = static_cast<uint32_t>(views_.size());
+  views_.push_back(kept);
+  index_.emplace(kept, id);
+  return id;
+}
+
+uint64_t StringPool::bytes() const {
+  return chunks_.size() * 64 * 1024 + views_.capacity() * sizeof(std::string_view) +
+         index_.capacity() * (sizeof(std::string_view) + sizeof(uint32_t) + 1);
+}
+
+uint32_t ListPool::Intern(const std::vector<uint32_t>& ids, const StringPool& strings) {
+  std::string key(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(uint32_t));
+  if (auto it = index_.find(key); it != index_.end()) return it->second;
+  List l;
+  l.ids = ids;
+  l.values = std::make_unique<Value[]>(std::max<size_t>(ids.size(), 1));
+  for (size_t i = 0; i < ids.size(); ++i) l.values[i] = Value::String(strings.Get(ids[i]));
+  auto id = static_cast<uint32_t>(lists_.size());
+  lists_.push_back(std::move(l));
+  index_.emplace(std::move(key), id);
+  return id;
+}
+
+uint64_t ListPool::bytes() const {
+  uint64_t n = lists_.capacity() * sizeof(List);
+  for (const List& l : lists_) n += l.ids.capacity() * (sizeof(uint32_t) + sizeof(Value)) + 32;
+  return n;
+}
+
+// --- the store --------------------------------------------------------------------------
+
+struct ProfileStore::Impl {
+  ProfileStore& s;
+  const NameTable& sources;
+  NameTable attr_names, event_types, prop_keys, tags, machines;
+  std::vector<const AttrPolicy*> policy;  // by attribute id; nullptr: inferred, latest
+  std::vector<std::vector<int32_t>> source_rank;  // by attribute id, then source id (lazy)
+  ListPool lists;
+  std::deque<Profile> profiles;
+  std::vector<uint32_t> free_slots;
+  absl::flat_hash_map<uint64_t, uint32_t> by_oneid;
+  absl::flat_hash_set<uint32_t> touched;  // profiles whose derived fields need a refresh
+  int32_t newest_day = INT32_MIN;
+  uint64_t events_dropped = 0;
+
+  Impl(ProfileStore& store, const NameTable& src) : s(store), sources(src) {}
+
+  int32_t HorizonFrom() const {
+    return newest_day == INT32_MIN ? INT32_MIN
+                                   : newest_day - static_cast<int32_t>(s.cfg_.profile.horizon_days);
+  }
+
+  uint32_t AttrId(std::string_view name) {
+    uint32_t id = attr_names.Intern(name);
+    if (id >= policy.size()) {
+      policy.resize(id + 1, nullptr);
+      policy[id] = s.cfg_.FindAttr(name);
+    }
+    return id;
+  }
+
+  Survivorship Rule(uint32_t attr) const {
+    return attr < policy.size() && policy[attr] ? policy[attr]->rule : Survivorship::kLatest;
+  }
+
+  int32_t SourceRank(uint32_t attr, uint16_t source) {
+    const AttrPolicy* p = attr < policy.size() ? policy[attr] : nullptr;
+    if (!p) return 0;
+    if (source_rank.size() <= attr) source_rank.resize(attr + 1);
+    auto& ranks = source_rank[attr];
+    while (ranks.size() <= source) {
+      const std::string& name = sources.Name(static_cast<uint32_t>(ranks.size()));
+      auto it = std::find(p->sources.begin(), p->sources.end(), name);
+      ranks.push_back(static_cast<int32_t>(it - p->sources.begin()));
+    }
+    return ranks[source];
+  }
+
+  // --- values ---
+
+  Stored Intern(const Batch& b, const FieldIn& f) {
+    Stored v{f.kind, f.bits};
+    if (f.kind == ValueKind::kString) {
+      v.bits = s.strings_.Intern(b.Str(f));
+    } else if (f.kind == ValueKind::kList) {
+      std::vector<uint32_t> ids;
+      ids.reserve(f.str_len);
+      for (uint32_t i = 0; i < f.str_len; ++i) {
+        auto [off, len] = b.list_items[f.str_off + i];
+        ids.push_back(s.strings_.Intern(b.Kept(off, len)));
+      }
+      v.bits = lists.Intern(ids, s.strings_);
+    }
+    return v;
+  }
+
+  // A total order on stored values that does not depend on intern order.
+  int Compare(const Stored& a, const Stored& b) const {
+    if (IsNumber(a.kind) && IsNumber(b.kind)) {
+      if (a.kind == b.kind && a.kind != ValueKind::kDouble) return a.bits < b.bits ? -1 : a.bits > b.bits;
+      double x = AsDouble(a), y = AsDouble(b);
+      if (x != y) return x < y ? -1 : 1;
+      return a.kind < b.kind ? -1 : a.kind > b.kind;
+    }
+    if (a.kind != b.kind) return a.kind < b.kind ? -1 : 1;
+    switch (a.kind) {
+      case ValueKind::kNull: return 0;
+      case ValueKind::kString: {
+        int c = s.strings_.Get(static_cast<uint32_t>(a.bits)).compare(s.strings_.Get(static_cast<uint32_t>(b.bits)));
+        return c < 0 ? -1 : c > 0;
+      }
+      case ValueKind::kList: {
+        const auto& x = lists.Ids(static_cast<uint32_t>(a.bits));
+        const auto& y = lists.Ids(static_cast<uint32_t>(b.bits));
+        for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+          int c = s.strings_.Get(x[i]).compare(s.strings_.Get(y[i]));
+          if (c) return c < 0 ? -1 : 1;
+        }
+        return x.size() < y.size() ? -1 : x.size() > y.size();
+      }
+      default:
+        return a.bits < b.bits ? -1 : a.bits > b.bits;
+    }
+  }
+
+  bool Empty(const Stored& v) const {
+    if (v.kind == ValueKind::kNull) return true;
+    if (v.kind == ValueKind::kString) return s.strings_.Get(static_cast<uint32_t>(v.bits)).empty();
+    if (v.kind == ValueKind::kList) return lists.Ids(static_cast<uint32_t>(v.bits)).empty();
+    return false;
+  }
+
+  // A candidate value with its lineage.
+  struct Cand {
+    Stored v;
+    int64_t ts;
+    uint16_t source;
+  };
+
+  // Later (ts), then the source name, then the value: the tie-break every rule ends with.
+  bool Later(const Cand& a, const Cand& b) const {
+    if (a.ts != b.ts) return a.ts > b.ts;
+    if (a.source != b.source) return sources.Name(a.source) > sources.Name(b.source);
+    return Compare(a.v, b.v) > 0;
+  }
+
+  // Combines two candidates of one attribute under its rule. Commutative and associative,
+  // so a person's value does not depend on the order its records arrived in.
+  Cand Combine(uint32_t attr, const Cand& a, const Cand& b) {
+    const Cand& later = Later(a, b) ? a : b;
+    const Cand& earlier = &later == &a ? b : a;
+    switch (Rule(attr)) {
+      case Survivorship::kLatest:
+        return later;
+      case Survivorship::kFirst:
+        if (a.ts != b.ts) return a.ts < b.ts ? a : b;
+        return later;
+      case Survivorship::kSourcePriority: {
+        int32_t ra = SourceRank(attr, a.source), rb = SourceRank(attr, b.source);
+        if (ra != rb) return ra < rb ? a : b;
+        return later;
+      }
+      case Survivorship::kNonEmpty: {
+        bool ea = Empty(a.v), eb = Empty(b.v);
+        if (ea != eb) return ea ? b : a;
+        return later;
+      }
+      case Survivorship::kMax:
+      case Survivorship::kMin: {
+        if (a.v.kind == ValueKind::kNull || b.v.kind == ValueKind::kNull)
+          return a.v.kind == ValueKind::kNull ? (b.v.kind == ValueKind::kNull ? later : b) : a;
+        int c = Compare(a.v, b.v);
+        if (c == 0) return later;
+        bool a_wins = Rule(attr) == Survivorship::kMax ? c > 0 : c < 0;
+        return a_wins ? a : b;
+      }
+      case Survivorship::kSum: {
+        bool na = IsNumber(a.v.kind), nb = IsNumber(b.v.kind);
+        if (!na || !nb) return na ? a : nb ? b : later;
+        Cand out = later;
+        if (a.v.kind == b.v.kind && a.v.kind != ValueKind::kDouble) {
+          int64_t sum;
+          if (!__builtin_add_overflow(a.v.bits, b.v.bits, &sum)) {
+            out.v = Stored{a.v.kind, sum};
+            return out;
+          }
+        }
+        out.v = FromDouble(AsDouble(a.v) + AsDouble(b.v));
+        return out;
+      }
+      case Survivorship::kUnion: {
+        auto ids_of = [&](const Stored& v, std::vector<uint32_t>& out) {
+          if (v.kind == ValueKind::kList) {
+            const auto& l = lists.Ids(static_cast<uint32_t>(v.bits));
+            out.insert(out.end(), l.begin(), l.end());
+          } else if (v.kind == ValueKind::kString) {
+            out.push_back(static_cast<uint32_t>(v.bits));
+          }
+        };
+        std::vector<uint32_t> ids;
+        ids_of(a.v, ids);
+        ids_of(b.v, ids);
+        std::sort(ids.begin(), ids.end(), [&](uint32_t x, uint32_t y) {
+          return s.strings_.Get(x) < s.strings_.Get(y);
+        });
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        Cand out = later;
+        out.v = Stored{ValueKind::kList, lists.Intern(ids, s.strings_)};
+        (void)earlier;
+        return out;
+      }
+    }
+    return later;
+  }
+
+  // A single observation's own value under its rule (a union of one list is its set).
+  Cand Normalize(uint32_t attr, Cand c) {
+    if (Rule(attr) == Survivorship::kUnion && c.v.kind != ValueKind::kNull) return Combine(attr, c, Cand{Stored{}, c.ts, c.source});
+    return c;
+  }
+
+  // --- per profile ---
+
+  Profile& GetOrCreate(uint64_t oneid, uint32_t* slot_out = nullptr) {
+    auto [it, fresh] = by_oneid.try_emplace(oneid, 0);
+    if (fresh) {
+      uint32_t slot;
+      if (!free_slots.empty()) {
+        slot = free_slots.back();
+        free_slots.pop_back();
+        profiles[slot] = Profile();
+      } else {
+        slot = static_cast<uint32_t>(profiles.size());
+        profiles.emplace_back();
+      }
+      it->second = slot;
+      Profile& p = profiles[slot];
+      p.oneid = oneid;
+      p.cells_from = HorizonFrom();
+    }
+    if (slot_out) *slot_out = it->second;
+    return profiles[it->second];
+  }
+
+  void Free(uint32_t slot) {
+    by_oneid.erase(profiles[slot].oneid);
+    profiles[slot] = Profile();
+    free_slots.push_back(slot);
+    touched.erase(slot);
+  }
+
+  static uint64_t HashIdSet(uint16_t source, const NodeId* nodes, uint32_t n) {
+    uint64_t h = XXH3_64bits_withSeed(nodes, n * sizeof(NodeId), source);
+    return h;
+  }
+
+  // The index of an identifier set in p, added if new; its time range widened by ts.
+  uint32_t FindOrAddIdSet(Profile& p, uint16_t source, const NodeId* nodes, uint32_t n, uint64_t h,
+                          int64_t first, int64_t last, uint32_t records) {
+    for (uint32_t i = 0; i < p.idsets.size(); ++i) {
+      IdSet& x = p.idsets[i];
+      if (x.hash != h || x.source != source || x.nodes_len != n) continue;
+      if (!std::equal(nodes, nodes + n, p.idset_nodes.begin() + x.nodes_off)) continue;
+      x.first_ts = std::min(x.first_ts, first);
+      x.last_ts = std::max(x.last_ts, last);
+      x.records += records;
+      return i;
+    }
+    IdSet x{h, static_cast<uint32_t>(p.idset_nodes.size()), static_cast<uint16_t>(n), source, first, last, records, 0};
+    p.idset_nodes.insert(p.idset_nodes.end(), nodes, nodes + n);
+    p.idsets.push_back(x);
+    return static_cast<uint32_t>(p.idsets.size() - 1);
+  }
+
+  // Adds an observation to p (combined with the one from the same identifier set).
+  void Observe(Profile& p, const AttrObs& o) {
+    auto it = std::lower_bound(p.obs.begin(), p.obs.end(), o, [](const AttrObs& x, const AttrObs& y) {
+      return x.attr != y.attr ? x.attr < y.attr : x.idset < y.idset;
+    });
+    uint16_t src = p.idsets[o.idset].source;
+    if (it != p.obs.end() && it->attr == o.attr && it->idset == o.idset) {
+      Cand c = Combine(o.attr, Cand{it->value, it->ts, src}, Cand{o.value, o.ts, src});
+      it->value = c.v;
+      it->ts = c.ts;
+    } else {
+      Cand c = Normalize(o.attr, Cand{o.value, o.ts, src});
+      p.obs.insert(it, AttrObs{o.attr, o.idset, c.ts, c.v});
+    }
+  }
+
+  // The person's value of attr from its observations.
+  void Resolve(Profile& p, uint32_t attr) {
+    auto lo = std::lower_bound(p.obs.begin(), p.obs.end(), attr, [](const AttrObs& x, uint32_t a) { return x.attr < a; });
+    auto at = std::lower_bound(p.attrs.begin(), p.attrs.end(), attr, [](const AttrValue& x, uint32_t a) { return x.attr < a; });
+    if (lo == p.obs.end() || lo->attr != attr) {
+      if (at != p.attrs.end() && at->attr == attr) p.attrs.erase(at);
+      return;
+    }
+    Cand best{lo->value, lo->ts, p.idsets[lo->idset].source};
+    for (auto it = lo + 1; it != p.obs.end() && it->attr == attr; ++it)
+      best = Combine(attr, best, Cand{it->value, it->ts, p.idsets[it->idset].source});
+    AttrValue v{attr, best.source, best.ts, best.v};
+    if (at != p.attrs.end() && at->attr == attr) *at = v;
+    else p.attrs.insert(at, v);
+  }
+
+  void ResolveAll(Profile& p) {
+    p.attrs.clear();
+    for (size_t i = 0; i < p.obs.size();) {
+      uint32_t a = p.obs[i].attr;
+      Resolve(p, a);
+      while (i < p.obs.size() && p.obs[i].attr == a) ++i;
+    }
+  }
+
+  void AddToCell(Profile& p, uint32_t type, int32_t day, int64_t amount) {
+    auto key = [](uint32_t t, int32_t d) { return (uint64_t{t} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
+    uint64_t k = key(type, day);
+    // The last cell of (type, day) is the one with room; cells of a key are contiguous.
+    auto it = std::upper_bound(p.cells.begin(), p.cells.end(), k, [&](uint64_t x, const DayCell& c) {
+      return x < key(c.type, c.day);
+    });
+    if (it != p.cells.begin()) {
+      DayCell& c = *(it - 1);
+      if (c.type == type && c.day == day && c.count < 0xFFFF) {
+        c.count++;
+        c.amount += amount;
+        return;
+      }
+    }
+    p.cells.insert(it, DayCell{amount, day, static_cast<uint16_t>(type), 1});
+  }
+
+  void RebuildCells(Profile& p) {
+    p.cells.clear();
+    p.cells_from = std::max(p.cells_from, HorizonFrom());
+    const TimeZone& z = s.cfg_.zone;
+    for (const EventRow& e : p.events) {
+      int32_t day = z.DayOf(e.ts());
+      if (day < p.cells_from) continue;
+      DayCell* last = p.cells.empty() ? nullptr : &p.cells.back();
+      if (last && last->type == e.type() && last->day == day && last->count < 0xFFFF) {
+        last->count++;
+        last->amount += e.amount;
+      } else {
+        p.cells.push_back(DayCell{e.amount, day, static_cast<uint16_t>(e.type()), 1});
+      }
+    }
+  }
+
+  void RefreshSeen(Profile& p) {
+    p.first_seen = kNoTime;
+    p.last_seen = kNoTime;
+    for (const IdSet& x : p.idsets) {
+      if (p.first_seen == kNoTime || x.first_ts < p.first_seen) p.first_seen = x.first_ts;
+      if (p.last_seen == kNoTime || x.last_ts > p.last_seen) p.last_seen = x.last_ts;
+    }
+  }
+
+  void RefreshIdCounts(Profile& p) {
+    p.id_counts.clear();
+    NodeId anchor = s.graph_.PersonAnchor(p.oneid);
+    if (anchor == kNoNode) return;
+    for (NodeId n : s.graph_.Members(anchor)) {
+      uint32_t t = s.graph_.node(n).type;
+      auto it = std::lower_bound(p.id_counts.begin(), p.id_counts.end(), t,
+                                 [](const auto& x, uint32_t y) { return x.first < y; });
+      if (it != p.id_counts.end() && it->first == t) it->second++;
+      else p.id_counts.insert(it, {t, 1});
+    }
+  }
+
+  // Copies the facts of the identifier sets in `move` (by index; remap gets their index in
+  // t) from p to t. p is left as it was.
+  void CopyFacts(const Profile& p, Profile& t, const std::vector<uint8_t>& move) {
+    std::vector<uint32_t> remap(p.idsets.size(), UINT32_MAX);
+    for (uint32_t i = 0; i < p.idsets.size(); ++i) {
+      if (!move[i]) continue;
+      const IdSet& x = p.idsets[i];
+      remap[i] = FindOrAddIdSet(t, x.source, p.idset_nodes.data() + x.nodes_off, x.nodes_len, x.hash,
+                                x.first_ts, x.last_ts, x.records);
+    }
+    size_t before = t.events.size();
+    for (const EventRow& e : p.events) {
+      uint32_t i = e.idset_index();
+      if (!move[i]) continue;
+      EventRow c = e;
+      c.idset = remap[i] | (e.idset & kHasAmount);
+      uint32_t off = e.props >> 5, n = e.props & 31;
+      c.props = (static_cast<uint32_t>(t.props.size()) << 5) | n;
+      t.props.insert(t.props.end(), p.props.begin() + off, p.props.begin() + off + n);
+      t.events.push_back(c);
+    }
+    if (t.events.size() != before)
+      std::inplace_merge(t.events.begin(), t.events.begin() + static_cast<std::ptrdiff_t>(before), t.events.end(),
+                         [](const EventRow& a, const EventRow& b) { return a.key < b.key; });
+    for (const AttrObs& o : p.obs) {
+      if (!move[o.idset]) continue;
+      AttrObs c = o;
+      c.idset = remap[o.idset];
+      Observe(t, c);
+    }
+  }
+
+  // Keeps only the identifier sets in `keep`, compacting p.
+  void Retain(Profile& p, const std::vector<uint8_t>& keep) {
+    std::vector<uint32_t> remap(p.idsets.size(), UINT32_MAX);
+    std::vector<IdSet> sets;
+    std::vector<NodeId> nodes;
+    for (uint32_t i = 0; i < p.idsets.size(); ++i) {
+      if (!keep[i]) continue;
+      IdSet x = p.idsets[i];
+      remap[i] = static_cast<uint32_t>(sets.size());
+      uint32_t off = static_cast<uint32_t>(nodes.size());
+      nodes.insert(nodes.end(), p.idset_nodes.begin() + x.nodes_off, p.idset_nodes.begin() + x.nodes_off + x.nodes_len);
+      x.nodes_off = off;
+      sets.push_back(x);
+    }
+    std::vector<EventRow> events;
+    std::vector<PropRow> props;
+    for (const EventRow& e : p.events) {
+      uint32_t i = e.idset_index();
+      if (!keep[i]) continue;
+      EventRow c = e;
+      c.idset = remap[i] | (e.idset & kHasAmount);
+      uint32_t off = e.props >> 5, n = e.props & 31;
+      c.props = (static_cast<uint32_t>(props.size()) << 5) | n;
+      props.insert(props.end(), p.props.begin() + off, p.props.begin() + off + n);
+      events.push_back(c);
+    }
+    std::vector<AttrObs> obs;
+    for (const AttrObs& o : p.obs) {
+      if (!keep[o.idset]) continue;
+      AttrObs c = o;
+      c.idset = remap[o.idset];
+      obs.push_back(c);
+    }
+    p.idsets = std::move(sets);
+    p.idset_nodes = std::move(nodes);
+    p.events = std::move(events);
+    p.props = std::move(props);
+    p.obs = std::move(obs);
+  }
+
+  // Recomputes what is derived from the facts.
+  void Derive(Profile& p) {
+    ResolveAll(p);
+    RebuildCells(p);
+    RefreshSeen(p);
+  }
+
+  uint64_t OwnerOf(const Profile& p, const IdSet& x) const {
+    NodeId a = s.graph_.RecordAnchor(p.idset_nodes.data() + x.nodes_off, x.nodes_len);
+    return a == kNoNode ? 0 : s.graph_.OneIdOf(a);
+  }
+
+  void ReconcileSlot(uint32_t slot) {
+    Profile& p = profiles[slot];
+    const uint64_t self = p.oneid;
+    std::vector<uint64_t> owner(p.idsets.size());
+    bool all_home = true;
+    for (size_t i = 0; i < p.idsets.size(); ++i) {
+      owner[i] = OwnerOf(p, p.idsets[i]);
+      all_home &= owner[i] == self;
+    }
+    if (all_home) {
+      touched.insert(slot);
+      return;
+    }
+    std::vector<uint64_t> targets;
+    for (uint64_t o : owner)
+      if (o != self && o != 0) targets.push_back(o);
+    std::sort(targets.begin(), targets.end());
+    targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    std::vector<uint8_t> mask(p.idsets.size());
+    for (uint64_t t : targets) {
+      for (size_t i = 0; i < owner.size(); ++i) mask[i] = owner[i] == t;
+      uint32_t tslot;
+      Profile& tp = GetOrCreate(t, &tslot);  // deque: p stays valid
+      CopyFacts(profiles[slot], tp, mask);
+      Derive(tp);
+      touched.insert(tslot);
+    }
+    for (size_t i = 0; i < owner.size(); ++i) mask[i] = owner[i] == self;
+    Profile& q = profiles[slot];
+    Retain(q, mask);
+    if (q.idsets.empty()) {
+      Free(slot);
+      return;
+    }
+    Derive(q);
+    touched.insert(slot);
+  }
+};
+
+ProfileStore::ProfileStore(const EngineConfig& cfg, const IdentityGraph& graph, const NameTable& sources)
+    : impl_(std::make_unique<Impl>(*this, sources)), cfg_(cfg), graph_(graph) {}
+ProfileStore::~ProfileStore() = default;
+
+void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* found) {
+  Impl& m = *impl_;
+  NodeId nodes[256];
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < r.ids_count && n < std::size(nodes); ++k)
+    if (found[k] != kNoNode) nodes[n++] = found[k];
+  std::sort(nodes, nodes + n);
+  n = static_cast<uint32_t>(std::unique(nodes, nodes + n) - nodes);
+  NodeId anchor = graph_.RecordAnchor(nodes, n);
+  if (anchor == kNoNode) return;
+  uint64_t oneid = graph_.OneIdOf(anchor);
+  if (oneid == 0) return;
+  uint32_t slot;
+  Profile& p = m.GetOrCreate(oneid, &slot);
+  m.touched.insert(slot);
+  auto source = static_cast<uint16_t>(r.source);
+  uint32_t set = m.FindOrAddIdSet(p, source, nodes, n, Impl::HashIdSet(source, nodes, n), r.ts, r.ts, 1);
+  if (p.first_seen == kNoTime || r.ts < p.first_seen) p.first_seen = r.ts;
+  if (p.last_seen == kNoTime || r.ts > p.last_seen) p.last_seen = r.ts;
+
+  for (uint32_t i = 0; i < r.attrs_count; ++i) {
+    const FieldIn& f = b.fields[r.attrs_begin + i];
+    uint32_t attr = m.AttrId(b.Name(f));
+    m.Observe(p, AttrObs{attr, set, r.ts, m.Intern(b, f)});
+    m.Resolve(p, attr);
+  }
+
+  if (r.event_type_len == 0) return;
+  std::string_view tname = b.Kept(r.event_type_off, r.event_type_len);
+  if (r.ts < 0 || static_cast<uint64_t>(r.ts) > kTsMask ||
+      (m.event_types.Find(tname) < 0 && m.event_types.size() >= kMaxEventTypes)) {
+    m.events_dropped++;
+    return;
+  }
+  uint32_t type = m.event_types.Intern(tname);
+  EventRow e;
+  e.key = (uint64_t{type} << 48) | static_cast<uint64_t>(r.ts);
+  e.amount = r.has_amount ? r.amount_fen : 0;
+  e.idset = set | (r.has_amount ? kHasAmount : 0);
+  e.props = (static_cast<uint32_t>(p.props.size()) << 5) | r.props_count;
+  for (uint32_t i = 0; i < r.props_count; ++i) {
+    const FieldIn& f = b.fields[r.props_begin + i];
+    p.props.push_back(PropRow{m.prop_keys.Intern(b.Name(f)), m.Intern(b, f)});
+  }
+  auto at = std::upper_bound(p.events.begin(), p.events.end(), e.key,
+                             [](uint64_t k, const EventRow& x) { return k < x.key; });
+  p.events.insert(at, e);
+  int32_t day = cfg_.zone.DayOf(r.ts);
+  if (day > m.newest_day) m.newest_day = day;
+  if (day >= p.cells_from) m.AddToCell(p, type, day, e.amount);
+}
+
+void ProfileStore::Reconcile(const std::vector<uint64_t>& oneids) {
+  Impl& m = *impl_;
+  for (uint64_t id : oneids) {
+    if (id == 0) continue;
+    if (auto it = m.by_oneid.find(id); it != m.by_oneid.end()) m.ReconcileSlot(it->second);
+    // The person it is now may have gained or lost identifiers without any fact moving.
+    uint64_t now = graph_.Canonical(id);
+    if (now)
+      if (auto it = m.by_oneid.find(now); it != m.by_oneid.end()) m.touched.insert(it->second);
+  }
+  Flush();
+}
+
+void ProfileStore::Flush() {
+  Impl& m = *impl_;
+  const int32_t horizon = m.HorizonFrom();
+  for (uint32_t slot : m.touched) {
+    Profile& p = m.profiles[slot];
+    m.RefreshIdCounts(p);
+    if (horizon != INT32_MIN && p.cells_from < horizon - kPruneSlack) {
+      p.cells.erase(std::remove_if(p.cells.begin(), p.cells.end(), [&](const DayCell& c) { return c.day < horizon; }),
+                    p.cells.end());
+      p.cells_from = horizon;
+    }
+  }
+  m.touched.clear();
+}
+
+bool ProfileStore::DropSource(uint32_t source) {
+  Impl& m = *impl_;
+  bool dropped = false;
+  for (uint32_t slot = 0; slot < m.profiles.size(); ++slot) {
+    Profile& p = m.profiles[slot];
+    if (p.oneid == 0) continue;
+    std::vector<uint8_t> keep(p.idsets.size());
+    bool any = false;
+    for (size_t i = 0; i < p.idsets.size(); ++i) {
+      keep[i] = p.idsets[i].source != source;
+      any |= !keep[i];
+    }
+    if (!any) continue;
+    dropped = true;
+    m.Retain(p, keep);
+    if (p.idsets.empty()) {
+      m.Free(slot);
+      continue;
+    }
+    m.Derive(p);
+    m.touched.insert(slot);
+  }
+  Flush();
+  return dropped;
+}
+
+const Profile* ProfileStore::Find(uint64_t oneid) const {
+  uint64_t id = graph_.Canonical(oneid);
+  if (!id) return nullptr;
+  auto it = impl_->by_oneid.find(id);
+  return it == impl_->by_oneid.end() ? nullptr : &impl_->profiles[it->second];
+}
+
+uint32_t ProfileStore::slots() const { return static_cast<uint32_t>(impl_->profiles.size()); }
+
+const Profile* ProfileStore::AtSlot(uint32_t slot) const {
+  const Profile& p = impl_->profiles[slot];
+  return p.oneid == 0 ? nullptr : &p;
+}
+
+Value ProfileStore::Load(const Stored& s) const {
+  switch (s.kind) {
+    case ValueKind::kNull: return Value();
+    case ValueKind::kBool: return Value::Bool(s.bits != 0);
+    case ValueKind::kInt: return Value::Int(s.bits);
+    case ValueKind::kDouble: return Value::Double(AsDouble(s));
+    case ValueKind::kMoney: return Value::Money(s.bits);
+    case ValueKind::kString: return Value::String(strings_.Get(static_cast<uint32_t>(s.bits)));
+    case ValueKind::kTimestamp: return Value::Timestamp(s.bits);
+    case ValueKind::kDuration: return Value::Duration(s.bits);
+    case ValueKind::kDate: return Value::Date(s.bits);
+    case ValueKind::kList: return impl_->lists.Get(static_cast<uint32_t>(s.bits));
+  }
+  return Value();
+}
+
+const std::string& ProfileStore::AttrName(uint32_t a) const { return impl_->attr_names.Name(a); }
+const std::string& ProfileStore::EventTypeName(uint32_t t) const { return impl_->event_types.Name(t); }
+const std::string& ProfileStore::PropKeyName(uint32_t k) const { return impl_->prop_keys.Name(k); }
+Survivorship ProfileStore::RuleOf(uint32_t attr) const { return impl_->Rule(attr); }
+
+std::vector<ProfileStore::TypeSummary> ProfileStore::Summarize(const Profile& p) const {
+  std::vector<TypeSummary> out;
+  for (const EventRow& e : p.events) {
+    if (out.empty() || out.back().type != e.type()) out.push_back({e.type(), 0, 0, e.ts(), e.ts()});
+    TypeSummary& t = out.back();
+    t.count++;
+    t.amount += e.amount;
+    t.last = e.ts();  // sorted by time within a type
+  }
+  std::sort(out.begin(), out.end(), [&](const TypeSummary& a, const TypeSummary& b) {
+    return EventTypeName(a.type) < EventTypeName(b.type);
+  });
+  return out;
+}
+
+uint32_t ProfileStore::CountIds(uint64_t oneid, uint32_t type) const {
+  NodeId anchor = graph_.PersonAnchor(oneid);
+  if (anchor == kNoNode) return 0;
+  uint32_t n = 0;
+  for (NodeId x : graph_.Members(anchor)) n += graph_.node(x).type == type;
+  return n;
+}
+
+// --- names ------------------------------------------------------------------------------
+
+uint32_t ProfileStore::Attr(std::string_view name) { return impl_->AttrId(name); }
+uint32_t ProfileStore::EventType(std::string_view name) {
+  int t = impl_->event_types.Find(name);
+  if (t >= 0) return static_cast<uint32_t>(t);
+  // A type past the limit can never have events: a name no event carries.
+  if (impl_->event_types.size() >= kMaxEventTypes) return kMaxEventTypes;
+  return impl_->event_types.Intern(name);
+}
+uint32_t ProfileStore::PropKey(std::string_view name) { return impl_->prop_keys.Intern(name); }
+uint32_t ProfileStore::Tag(std::string_view name) { return impl_->tags.Intern(name); }
+uint32_t ProfileStore::Machine(std::string_view name) { return impl_->machines.Intern(name); }
+int ProfileStore::IdType(std::string_view name) const { return cfg_.FindType(name); }
+
+// --- canonical text -----------------------------------------------------------------------
+
+std::string ProfileStore::Canonical(const Profile& p) const {
+  const Impl& m = *impl_;
+  auto node_text = [&](NodeId n) {
+    return Cat(cfg_.types[graph_.node(n).type].name, ":", graph_.Value(n));
+  };
+  // Live identifiers only: a removed identifier leaves the record as if it never had it.
+  auto idset_text = [&](const IdSet& x) {
+    std::vector<std::string> ids;
+    for (uint32_t k = 0; k < x.nodes_len; ++k) {
+      NodeId n = p.idset_nodes[x.nodes_off + k];
+      if (graph_.Live(n)) ids.push_back(node_text(n));
+    }
+    std::sort(ids.begin(), ids.end());
+    std::string out = Cat(m.sources.Name(x.source), "[");
+    for (const auto& s : ids) out += s + " ";
+    return out + "]";
+  };
+  auto value_text = [&](const Stored& v) -> std::string {
+    switch (v.kind) {
+      case ValueKind::kString: return Cat("\"", strings_.Get(static_cast<uint32_t>(v.bits)), "\"");
+      case ValueKind::kList: {
+        std::string out = "[";
+        for (uint32_t id : m.lists.Ids(static_cast<uint32_t>(v.bits))) out += Cat(strings_.Get(id), ",");
+        return out + "]";
+      }
+      case ValueKind::kDouble: return std::to_string(AsDouble(v));
+      default: return Cat(ValueKindName(v.kind), ":", v.bits);
+    }
+  };
+  std::vector<std::string> lines;
+  lines.push_back(Cat("seen ", p.first_seen, " ", p.last_seen));
+  // Identifier sets that read the same are one record group.
+  std::map<std::string, std::tuple<int64_t, int64_t, uint64_t>> groups;
+  for (const IdSet& x : p.idsets) {
+    auto [it, fresh] = groups.try_emplace(idset_text(x), x.first_ts, x.last_ts, 0);
+    auto& [first, last, records] = it->second;
+    first = std::min(first, x.first_ts);
+    last = std::max(last, x.last_ts);
+    records += x.records;
+  }
+  for (const auto& [text, g] : groups)
+    lines.push_back(Cat("idset ", text, " ", std::get<0>(g), " ", std::get<1>(g), " ", std::get<2>(g)));
+  for (const EventRow& e : p.events) {
+    std::vector<std::string> props;
+    for (uint32_t k = 0; k < (e.props & 31); ++k) {
+      const PropRow& pr = p.props[(e.props >> 5) + k];
+      props.push_back(Cat(m.prop_keys.Name(pr.key), "=", value_text(pr.value)));
+    }
+    std::string line = Cat("event ", m.event_types.Name(e.type()), " ", e.ts(), " ", e.amount, e.has_amount() ? "" : "-", " ");
+    for (const auto& s : props) line += s + " ";
+    lines.push_back(line + idset_text(p.idsets[e.idset_index()]));
+  }
+  for (const AttrValue& a : p.attrs)
+    lines.push_back(Cat("attr ", m.attr_names.Name(a.attr), " = ", value_text(a.value), " from ",
+                        m.sources.Name(a.source), " at ", a.ts));
+  // Counters, merged per (type, day).
+  std::vector<std::string> cells;
+  for (size_t i = 0; i < p.cells.size();) {
+    const DayCell& c = p.cells[i];
+    uint64_t count = 0;
+    int64_t amount = 0;
+    size_t j = i;
+    for (; j < p.cells.size() && p.cells[j].type == c.type && p.cells[j].day == c.day; ++j) {
+      count += p.cells[j].count;
+      amount += p.cells[j].amount;
+    }
+    lines.push_back(Cat("day ", m.event_types.Name(c.type), " ", c.day, " ", count, " ", amount));
+    i = j;
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+ProfileStore::Counts ProfileStore::counts() const {
+  Counts c{};
+  for (const Profile& p : impl_->profiles) {
+    if (p.oneid == 0) continue;
+    c.profiles++;
+    c.events += p.events.size();
+    c.attributes += p.attrs.size();
+    c.cells += p.cells.size();
+    c.props += p.props.size();
+  }
+  return c;
+}
+
+std::vector<std::pair<std::string, uint64_t>> ProfileStore::Memory() const {
+  uint64_t profiles = 0, idsets = 0, events = 0, cells = 0, props = 0, attrs = 0;
+  for (const Profile& p : impl_->profiles) {
+    profiles += sizeof(Profile);
+    idsets += p.idsets.capacity() * sizeof(IdSet) + p.idset_nodes.capacity() * sizeof(NodeId) +
+              p.id_counts.capacity() * sizeof(p.id_counts[0]);
+    events += p.events.capacity() * sizeof(EventRow);
+    cells += p.cells.capacity() * sizeof(DayCell);
+    props += p.props.capacity() * sizeof(PropRow);
+    attrs += p.obs.capacity() * sizeof(AttrObs) + p.attrs.capacity() * sizeof(AttrValue);
+  }
+  profiles += impl_->by_oneid.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1);
+  return {{"profiles", profiles}, {"profile_idsets", idsets}, {"events", events},
+          {"day_counters", cells}, {"event_props", props}, {"attributes", attrs},
+          {"strings", strings_.bytes()}, {"lists", impl_->lists.bytes()}};
+}
+
+// --- the view ---------------------------------------------------------------------------
+
+Value ProfileView::Attr(uint32_t attr) const {
+  if (!p_) return Value();
+  auto it = std::lower_bound(p_->attrs.begin(), p_->attrs.end(), attr,
+                             [](const AttrValue& x, uint32_t a) { return x.attr < a; });
+  if (it == p_->attrs.end() || it->attr != attr) return Value();
+  return store_.Load(it->value);
+}
+
+uint32_t ProfileView::IdCount(uint32_t type) const {
+  if (!p_) return store_.CountIds(oneid_, type);
+  auto it = std::lower_bound(p_->id_counts.begin(), p_->id_counts.end(), type,
+                             [](const auto& x, uint32_t y) { return x.first < y; });
+  return it != p_->id_counts.end() && it->first == type ? it->second : 0;
+}
+
+namespace {
+
+// The events of one type in [from, to), as an index range of p.events.
+std::pair<size_t, size_t> TypeRange(const Profile& p, uint32_t type, int64_t from, int64_t to) {
+  from = std::clamp<int64_t>(from, 0, static_cast<int64_t>(kTsMask) + 1);
+  to = std::clamp<int64_t>(to, 0, static_cast<int64_t>(kTsMask) + 1);
+  uint64_t base = uint64_t{type} << 48;
+  auto cmp = [](const EventRow& e, uint64_t k) { return e.key < k; };
+  auto lo = std::lower_bound(p.events.begin(), p.events.end(), base + static_cast<uint64_t>(from), cmp);
+  auto hi = std::lower_bound(lo, p.events.end(), base + static_cast<uint64_t>(to), cmp);
+  return {static_cast<size_t>(lo - p.events.begin()), static_cast<size_t>(hi - p.events.begin())};
+}
+
+}  // namespace
+
+Subject::Totals ProfileView::DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const {
+  Totals t;
+  if (!p_ || first_day > last_day) return t;
+  const Profile& p = *p_;
+  const TimeZone& z = store_.Zone();
+  thread_local std::vector<int32_t> days;  // active days, for kAnyEventType
+  days.clear();
+  const bool any = type == kAnyEventType;
+  auto count_day = [&](int32_t day, int32_t& last) {
+    if (any) days.push_back(day);
+    else if (day != last) t.active_days++;
+    last = day;
+  };
+  // Days the counters cover.
+  int32_t lo = std::max(first_day, p.cells_from);
+  if (lo <= last_day) {
+    auto cell_key = [](uint32_t ty, int32_t d) { return (uint64_t{ty} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
+    auto begin = p.cells.begin();
+    if (!any)
+      begin = std::lower_bound(p.cells.begin(), p.cells.end(), cell_key(type, lo),
+                               [&](const DayCell& c, uint64_t k) { return cell_key(c.type, c.day) < k; });
+    int32_t last = INT32_MIN;
+    for (auto it = begin; it != p.cells.end(); ++it) {
+      if (!any && (it->type != type || it->day > last_day)) break;
+      if (it->day < lo || it->day > last_day) continue;
+      t.count += it->count;
+      t.amount += it->amount;
+      count_day(it->day, last);
+    }
+  }
+  // Older days: from the events.
+  int32_t hi = std::min<int64_t>(last_day, int64_t{p.cells_from} - 1);
+  if (first_day <= hi) {
+    int64_t from = z.DayStart(first_day), to = z.DayStart(hi + 1);
+    auto scan_type = [&](uint32_t ty) {
+      auto [a, b] = TypeRange(p, ty, from, to);
+      int32_t last = INT32_MIN;
+      for (size_t i = a; i < b; ++i) {
+        t.count++;
+        t.amount += p.events[i].amount;
+        count_day(z.DayOf(p.events[i].ts()), last);
+      }
+    };
+    if (any) {
+      for (size_t i = 0; i < p.events.size();) {
+        uint32_t ty = p.events[i].type();
+        scan_type(ty);
+        while (i < p.events.size() && p.events[i].type() == ty) ++i;
+      }
+    } else {
+      scan_type(type);
+    }
+  }
+  if (any) {
+    std::sort(days.begin(), days.end());
+    t.active_days = static_cast<uint32_t>(std::unique(days.begin(), days.end()) - days.begin());
+  }
+  return t;
+}
+
+void ProfileView::Scan(uint32_t type, int64_t from, int64_t to, bool reverse,
+                       absl::FunctionRef<bool(const EventView&)> f) const {
+  if (!p_ || from >= to) return;
+  const Profile& p = *p_;
+  auto view = [&](size_t i) {
+    const EventRow& e = p.events[i];
+    return EventView{e.ts(), e.amount, e.type(), e.has_amount(), i};
+  };
+  if (type != kAnyEventType) {
+    auto [a, b] = TypeRange(p, type, from, to);
+    if (!reverse) {
+      for (size_t i = a; i < b; ++i)
+        if (!f(view(i))) return;
+    } else {
+      for (size_t i = b; i > a; --i)
+        if (!f(view(i - 1))) return;
+    }
+    return;
+  }
+  // Every type, in time order.
+  thread_local std::vector<std::pair<int64_t, size_t>> order;
+  order.clear();
+  for (size_t i = 0; i < p.events.size(); ++i) {
+    int64_t ts = p.events[i].ts();
+    if (ts >= from && ts < to) order.emplace_back(ts, i);
+  }
+  std::sort(order.begin(), order.end());
+  if (reverse) std::reverse(order.begin(), order.end());
+  for (auto [ts, i] : order)
+    if (!f(view(i))) return;
+}
+
+Value ProfileView::Prop(const EventView& e, uint32_t key) const {
+  if (!p_ || e.handle >= p_->events.size()) return Value();
+  const EventRow& row = p_->events[e.handle];
+  uint32_t off = row.props >> 5, n = row.props & 31;
+  for (uint32_t k = 0; k < n; ++k) {
+    const PropRow& pr = p_->props[off + k];
+    if (pr.key == key) return store_.Load(pr.value);
+  }
+  return Value();
+}
+
+}  // namespace cdp
