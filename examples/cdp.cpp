@@ -261,7 +261,7 @@ class Engine {
 
 struct Options {
   bool json = false, mask = false;
-  std::string config_path, assign_path;
+  std::string config_path, assign_path, now;
   uint64_t limit = 0;  // 0: no limit
   std::vector<std::string> args;  // identifiers first, then files
 };
@@ -488,6 +488,15 @@ void print_person(const Json &p) {
     if (id["first_seen"].has()) std::printf("  since %s", date(id["first_seen"].u64()).substr(0, 10).c_str());
     std::printf("%s\n", id["quarantined"].flag ? "  [quarantined]" : "");
   }
+  if (!p["attributes"].fields.empty()) std::printf("  attributes\n");
+  for (const auto &[name, a] : p["attributes"].fields)
+    std::printf("    %-16s %-24s from %s, %s (%s)\n", name.c_str(), brief("", a["value"]).c_str(),
+                a["source"].text.c_str(), date(a["ts"].u64()).c_str(), a["rule"].text.c_str());
+  if (!p["events"].fields.empty()) std::printf("  events\n");
+  for (const auto &[type, ev] : p["events"].fields)
+    std::printf("    %-16s %6llu  amount %-12s %s .. %s\n", type.c_str(), (unsigned long long)ev["count"].u64(),
+                ev["amount"].text.c_str(), date(ev["first"].u64()).substr(0, 10).c_str(),
+                date(ev["last"].u64()).substr(0, 10).c_str());
 }
 
 void print_totals(const Ingested &in, const Json &stats) {
@@ -710,9 +719,55 @@ int cmd_person(Options &o) {
   Engine e(config_of(o));
   ingest_all(e, o.args, false);
   Buf out;
-  check(cdp_person_identifiers(&out.b, e.get(), resolve(e, ids[0]), o.mask ? CDP_MASK : 0), "read the person");
+  check(cdp_person_get(&out.b, e.get(), resolve(e, ids[0]), o.mask ? CDP_MASK : 0), "read the person");
   Json p = out.json();
   o.json ? (void)std::printf("%s\n", to_json(p).c_str()) : print_person(p);
+  return kOk;
+}
+
+// "2024-03-01T10:00:00+08:00" (seconds and offset optional: "2024-03-01" is midnight UTC+8,
+// the engine's default zone) or epoch milliseconds.
+int64_t parse_now(const std::string &s) {
+  char *end = nullptr;
+  long long ms = std::strtoll(s.c_str(), &end, 10);
+  if (!s.empty() && *end == '\0' && s.find('-') == std::string::npos) return ms;
+  int y, mo, d, h = 0, mi = 0, se = 0, oh = 8, om = 0;
+  char sign = '+';
+  int n = std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d%c%d:%d", &y, &mo, &d, &h, &mi, &se, &sign, &oh, &om);
+  if (n != 3 && n < 6) fail(kUsage, "--now: expected epoch ms or 2024-03-01T10:00:00+08:00");
+  if (n > 6 && sign == 'Z') oh = om = 0;
+  // Days from civil (proleptic Gregorian).
+  int yy = y - (mo <= 2);
+  int era = (yy >= 0 ? yy : yy - 399) / 400;
+  int yoe = yy - era * 400, doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  long long days = era * 146097LL + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+  long long offset = (oh * 3600LL + om * 60) * (sign == '-' ? -1 : 1);
+  return ((days * 86400 + h * 3600 + mi * 60 + se) - offset) * 1000;
+}
+
+int cmd_eval(Options &o) {
+  if (o.args.size() < 2) fail(kUsage, "expected EXPRESSION and TYPE:VALUE");
+  if (o.now.empty()) fail(kUsage, "eval needs --now (the engine never reads the clock)");
+  std::string text = o.args[0];
+  o.args.erase(o.args.begin());
+  auto ids = take_identifiers(o, 1);
+  Engine e(config_of(o));
+  ingest_all(e, o.args, false);
+  cdp_expr *x = nullptr;
+  check(cdp_expr_compile(&x, e.get(), text.data(), text.size(), 0), "compile the expression");
+  Buf out;
+  int32_t rc = cdp_expr_eval(&out.b, x, resolve(e, ids[0]), parse_now(o.now));
+  cdp_expr_free(x);
+  check(rc, "evaluate");
+  Json r = out.json();
+  if (o.json) {
+    std::printf("%s\n", to_json(r).c_str());
+  } else {
+    std::printf("%s (%s)", r["value"].kind == Json::String ? r["value"].text.c_str() : to_json(r["value"]).c_str(),
+                r["kind"].text.c_str());
+    if (r["valid_until"].has()) std::printf(", valid until %s", date(r["valid_until"].u64()).c_str());
+    std::printf("\n");
+  }
   return kOk;
 }
 
@@ -726,7 +781,7 @@ int cmd_config(Options &o) {
 
 // ---- Command table and help ----
 
-enum : unsigned { kAssign = 1, kMask = 2, kLimit = 4 };
+enum : unsigned { kAssign = 1, kMask = 2, kLimit = 4, kNow = 8 };
 
 struct Command {
   const char *name, *args, *summary;
@@ -748,7 +803,8 @@ const Command kCommands[] = {
      0, cmd_explain},
     {"resolve", "TYPE:VALUE FILES...", "print the OneID of an identifier (values are normalised first)", 0,
      cmd_resolve},
-    {"person", "[--mask] TYPE:VALUE FILES...", "print the person holding an identifier", kMask, cmd_person},
+    {"person", "[--mask] TYPE:VALUE FILES...", "print the person holding an identifier: identifiers, attributes with their source, events", kMask, cmd_person},
+    {"eval", "--now TIME EXPRESSION TYPE:VALUE FILES...", "evaluate an expression (docs/expressions.md) for the person holding an identifier", kNow, cmd_eval},
     {"config", "", "print the built-in engine config, a starting point for --config", 0, cmd_config},
 };
 
@@ -757,7 +813,7 @@ const char kExitCodes[] =
     "  0  success (ingest succeeds when lines are rejected: the summary lists them)\n"
     "  1  usage error\n"
     "  2  input or engine error (unreadable file, bad config, engine failure)\n"
-    "  3  not found (resolve, person, explain: an identifier the engine does not know)\n";
+    "  3  not found (resolve, person, explain, eval: an identifier the engine does not know)\n";
 
 void main_help() {
   std::printf(
@@ -790,6 +846,10 @@ void command_help(const Command &c) {
         "                OneID is empty where the line was rejected or linked no identifier.\n";
   if (c.options & kMask) options += "  --mask        mask identifier values (138****8000, a***@x.com)\n";
   if (c.options & kLimit) options += "  --limit N     print at most N entries\n";
+  if (c.options & kNow)
+    options +=
+        "  --now TIME    the evaluation time: epoch ms or 2024-03-01T10:00:00+08:00 (a bare date is\n"
+        "                midnight at +08:00); windows and today() are relative to it\n";
   if (!options.empty()) std::printf("\nOptions:\n%s", options.c_str());
   if (std::string_view(c.args).find("TYPE:VALUE") != std::string_view::npos)
     std::printf("\nValues are normalised first (mobile:+86 139-1720-5836 finds 13917205836);\n"
@@ -834,6 +894,8 @@ int main(int argc, char **argv) {
         o.assign_path = value("an OUT file");
       } else if (cmd && (cmd->options & kMask) && a == "--mask") {
         o.mask = true;
+      } else if (cmd && (cmd->options & kNow) && a == "--now") {
+        o.now = value("a TIME");
       } else if (cmd && (cmd->options & kLimit) && a == "--limit") {
         std::string n = value("a number");
         char *end = nullptr;

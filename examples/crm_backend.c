@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
     die("resolve", rc);
   } else {
     cdp_buf person = CDP_BUF_INIT;
-    if ((rc = cdp_person_identifiers(&person, engine, oneid, CDP_MASK)) != CDP_OK) die("person", rc);
+    if ((rc = cdp_person_get(&person, engine, oneid, CDP_MASK)) != CDP_OK) die("person", rc);
     printf("mobile %s is OneID %" PRIu64 ": %s\n", mobile, oneid, person.ptr);
     cdp_buf_free(&person);
   }

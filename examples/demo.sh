@@ -31,6 +31,11 @@ echo "\$ cdp resolve 'mobile:+86 138 1726 5409'  ->  $("$CDP" resolve 'mobile:+8
 echo "\$ cdp resolve unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M  ->  $("$CDP" resolve unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M "${FILES[@]}")"
 "$CDP" person --mask mobile:13817265409 "${FILES[@]}"
 
+heading "An audience condition for Li Na, at 2024-01-10 (the engine never reads the clock)"
+COND='count(order, this_year) == 0 && sum(order.amount) >= 500 && attrs.city == "上海"'
+echo "\$ cdp eval --now 2024-01-10T09:00:00+08:00 '$COND' mobile:13817265409"
+"$CDP" eval --now 2024-01-10T09:00:00+08:00 "$COND" mobile:13817265409 "${FILES[@]}"
+
 heading "Explain: why is Li Na's Tmall account her WeCom contact?"
 "$CDP" explain tb_nick:lina_0520 "$LINA_WECOM" "${FILES[@]}"
 

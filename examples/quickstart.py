@@ -38,6 +38,12 @@ with cdpcore.Engine() as e:
     print(f"OneID {oneid}: {person['size']} identifiers")
     for ident in person["identifiers"]:
         print(f"  {ident['type']:<16} {ident['value']}")
+    print("Events:", ", ".join(f"{t} x{s['count']}" for t, s in person["events"].items()))
+
+    # One expression language for conditions; time is an argument, never the clock.
+    with e.compile("count(order) >= 2 && days_since(follow) <= 120") as engaged:
+        r = engaged.evaluate(oneid, now_ms=1704848400000)  # 2024-01-10 09:00 in Shanghai
+        print(f"engaged buyer: {r.value} (re-check at {r.valid_until})")
 
     why = e.explain(("tb_nick", "lina_0520"), ("external_userid", WECOM))
     print("Why is the Tmall buyer the WeCom contact?")

@@ -92,7 +92,13 @@ absl::StatusOr<TimeZone> TimeZone::Load(std::string_view name) {
     z.fixed_from_ = INT64_MAX;  // daylight saving time still in force: no fast path
   } else {
     int64_t from = INT64_MIN;
-    if (z.tz_.PrevTransition(far, &tr)) from = absl::ToUnixMillis(absl::FromCivil(tr.to, z.tz_)) + 1;
+    if (z.tz_.PrevTransition(far, &tr)) {
+      // The instant of the transition. tr.to is a wall time; after a fall-back it occurs
+      // twice, and absl::FromCivil would give its first occurrence, still at the old
+      // offset (an hour early for China's 1991 change).
+      absl::TimeZone::TimeInfo ti = z.tz_.At(tr.to);
+      from = absl::ToUnixMillis(ti.kind == absl::TimeZone::TimeInfo::UNIQUE ? ti.pre : ti.trans);
+    }
     z.fixed_from_ = from;
     z.fixed_offset_ms_ = int64_t{z.tz_.At(far).offset} * 1000;
   }
@@ -131,8 +137,10 @@ TimeZone::Civil TimeZone::ToCivil(int64_t ms) const {
 int64_t TimeZone::FromCivil(int64_t year, int month, int day, int hour, int minute, int second) const {
   int64_t local_s = int64_t{DaysFromCivil(year, month, day)} * 86400 + hour * 3600 + minute * 60 + second;
   if (fixed_from_ != INT64_MAX) {
+    // Wall times within a day of the last transition may be ambiguous or skipped: absl
+    // decides those.
     int64_t guess = (local_s * 1000) - fixed_offset_ms_;
-    if (guess >= fixed_from_) return guess;
+    if (fixed_from_ == INT64_MIN || guess >= fixed_from_ + kMsPerDay) return guess;
   }
   absl::TimeZone::TimeInfo ti = tz_.At(absl::CivilSecond(year, month, day, hour, minute, second));
   // kSkipped: the wall time does not exist; `trans` is the instant the gap begins, which

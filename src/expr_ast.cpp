@@ -465,6 +465,7 @@ absl::Status ParseJson(std::string_view text, const ExprLimits& lim, Ast& ast) {
     return absl::InvalidArgumentError(Cat("the AST is ", text.size(), " bytes, over the limit of ", cap));
   ast.nodes.clear();
   ast.where = [](const Node& n) { return n.path.empty() ? std::string("root") : n.path; };
+  if (text.empty()) return absl::InvalidArgumentError("the AST is empty");
   dom::parser parser;
   dom::element root;
   if (parser.parse(text.data(), text.size()).get(root)) {

@@ -295,8 +295,13 @@ struct Evaluator::State {
   const Program* p = nullptr;
   const Subject* s = nullptr;
   int64_t now = 0;
-  bool have_today = false;
+  // today and the next midnight of (now, zone): kept across evaluations, since a scan
+  // over millions of persons evaluates at one now.
+  bool have_today = false, have_midnight = false;
   int32_t today = 0;
+  int64_t midnight = 0;
+  int64_t cached_now = 0;
+  std::string cached_zone;  // by name: a zone's name determines its rules
   uint64_t steps = 0;
   bool exhausted = false;
   const EventView* ev = nullptr;
@@ -314,8 +319,12 @@ struct Evaluator::State {
     return today;
   }
   int64_t NextMidnight(const TimeZone& z) {
-    if (&z == &p->zone) return p->zone.DayStart(Today() + 1);
-    return z.DayStart(z.DayOf(now) + 1);
+    if (&z != &p->zone) return z.DayStart(z.DayOf(now) + 1);
+    if (!have_midnight) {
+      midnight = p->zone.DayStart(Today() + 1);
+      have_midnight = true;
+    }
+    return midnight;
   }
   bool IsNowCall(uint32_t n) const {
     const PNode& x = p->nodes[n];
@@ -761,8 +770,8 @@ Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu
     last = w.to;
   } else if (!all) {
     int32_t t = Today();
-    int y, m, d;
-    CivilFromDays(t, y, m, d);
+    int y = 0, m = 0, d = 0;
+    if (w.kind != Window::kLastDays) CivilFromDays(t, y, m, d);
     switch (w.kind) {
       case Window::kLastDays:
         first = w.include_today ? t - w.n + 1 : t - w.n;
@@ -888,7 +897,12 @@ absl::StatusOr<EvalResult> Evaluator::Eval(const Expr& e, const Subject& s, int6
   st.p = &e.program();
   st.s = &s;
   st.now = now_ms;
-  st.have_today = false;
+  if (now_ms != st.cached_now || st.p->zone.name() != st.cached_zone) {
+    st.cached_now = now_ms;
+    st.cached_zone = st.p->zone.name();
+    st.have_today = false;
+    st.have_midnight = false;
+  }
   st.steps = st.lim.max_steps;
   st.exhausted = false;
   st.ev = nullptr;

@@ -198,7 +198,6 @@ struct Program {
   std::string ast_json;
   bool time_dependent = false;
   Ty type = Ty::kAny;
-  uint32_t max_depth = 0;  // of the node tree, for the evaluator's recursion
 };
 
 // Normalises ast (folds constant constructors and negated literals), writes its canonical

@@ -483,7 +483,7 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         } else if (k2 == "max_attrs_per_record") st = GetUint(v2, p2, pc.max_attrs_per_record);
         else if (k2 == "max_props_per_event") {
           st = GetUint(v2, p2, pc.max_props_per_event);
-          if (st.ok() && pc.max_props_per_event > 31) return Bad(p2, "at most 31");
+          if (st.ok() && pc.max_props_per_event > 30) return Bad(p2, "at most 30");
         }
         else if (k2 == "max_list_items") st = GetUint(v2, p2, pc.max_list_items);
         else if (k2 == "max_value_bytes") st = GetUint(v2, p2, pc.max_value_bytes);
@@ -493,7 +493,8 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
     } else if (key == "attributes") {
       dom::object attrs;
       if (val.get(attrs) != simdjson::SUCCESS) return Bad(p, "expected an object of attribute policies");
-      for (auto [name, pol] : attrs) {
+      for (auto [key_name, pol] : attrs) {
+        const std::string_view name = key_name;  // a lambda cannot capture a structured binding
         std::string ap = Cat(p, ".", name);
         if (!ValidTypeName(name)) return Bad(ap, "attribute names are 1-64 of [A-Za-z0-9_.-]");
         auto& list = cfg.profile.attributes;

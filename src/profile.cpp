@@ -21,6 +21,19 @@ constexpr uint32_t kMaxEventTypes = 0xFFFF;
 // Counters are pruned to the horizon lazily, once they reach this far past it.
 constexpr int32_t kPruneSlack = 31;
 
+// Grows a per-person array by an eighth (not double): profiles are many and small, so
+// doubling would leave a third of every array unused on average.
+template <typename V>
+void Reserve1(V& v) {
+  if (v.size() == v.capacity()) v.reserve(v.size() + v.size() / 8 + 4);
+}
+template <typename V, typename T>
+void InsertGrow(V& v, typename V::iterator it, const T& x) {
+  auto at = it - v.begin();
+  Reserve1(v);
+  v.insert(v.begin() + at, x);
+}
+
 bool IsNumber(ValueKind k) {
   return k == ValueKind::kInt || k == ValueKind::kDouble || k == ValueKind::kMoney;
 }
@@ -343,7 +356,7 @@ struct ProfileStore::Impl {
       it->ts = c.ts;
     } else {
       Cand c = Normalize(o.attr, Cand{o.value, o.ts, src});
-      p.obs.insert(it, AttrObs{o.attr, o.idset, c.ts, c.v});
+      InsertGrow(p.obs, it, AttrObs{o.attr, o.idset, c.ts, c.v});
     }
   }
 
@@ -360,7 +373,7 @@ struct ProfileStore::Impl {
       best = Combine(attr, best, Cand{it->value, it->ts, p.idsets[it->idset].source});
     AttrValue v{attr, best.source, best.ts, best.v};
     if (at != p.attrs.end() && at->attr == attr) *at = v;
-    else p.attrs.insert(at, v);
+    else InsertGrow(p.attrs, at, v);
   }
 
   void ResolveAll(Profile& p) {
@@ -372,22 +385,36 @@ struct ProfileStore::Impl {
     }
   }
 
-  void AddToCell(Profile& p, uint32_t type, int32_t day, int64_t amount) {
-    auto key = [](uint32_t t, int32_t d) { return (uint64_t{t} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
-    uint64_t k = key(type, day);
-    // The last cell of (type, day) is the one with room; cells of a key are contiguous.
-    auto it = std::upper_bound(p.cells.begin(), p.cells.end(), k, [&](uint64_t x, const DayCell& c) {
-      return x < key(c.type, c.day);
-    });
-    if (it != p.cells.begin()) {
-      DayCell& c = *(it - 1);
-      if (c.type == type && c.day == day && c.count < 0xFFFF) {
+  // Adds one event to the (type, day) counters at position `at` (the end of that key's
+  // cells, or where they would go), continuing in a new cell when a cell is full.
+  static void AddCell(std::vector<DayCell>& cells, size_t at, uint32_t type, int32_t day, int64_t amount) {
+    if (at > 0) {
+      DayCell& c = cells[at - 1];
+      int64_t sum = int64_t{c.amount} + amount;
+      if (c.type == type && c.day == day && c.count < 0xFFFF && sum >= INT32_MIN + 1 && sum <= INT32_MAX) {
         c.count++;
-        c.amount += amount;
+        c.amount = static_cast<int32_t>(sum);
         return;
       }
     }
-    p.cells.insert(it, DayCell{amount, day, static_cast<uint16_t>(type), 1});
+    // A new cell; an amount beyond int32 is spread over count-0 continuation cells.
+    uint16_t count = 1;
+    do {
+      int64_t part = std::clamp<int64_t>(amount, INT32_MIN + 1, INT32_MAX);
+      amount -= part;
+      DayCell c{static_cast<int32_t>(part), day, static_cast<uint16_t>(type), count};
+      InsertGrow(cells, cells.begin() + static_cast<std::ptrdiff_t>(at++), c);
+      count = 0;
+    } while (amount != 0);
+  }
+
+  void AddToCell(Profile& p, uint32_t type, int32_t day, int64_t amount) {
+    auto key = [](uint32_t t, int32_t d) { return (uint64_t{t} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
+    uint64_t k = key(type, day);
+    auto it = std::upper_bound(p.cells.begin(), p.cells.end(), k, [&](uint64_t x, const DayCell& c) {
+      return x < key(c.type, c.day);
+    });
+    AddCell(p.cells, static_cast<size_t>(it - p.cells.begin()), type, day, amount);
   }
 
   void RebuildCells(Profile& p) {
@@ -397,13 +424,7 @@ struct ProfileStore::Impl {
     for (const EventRow& e : p.events) {
       int32_t day = z.DayOf(e.ts());
       if (day < p.cells_from) continue;
-      DayCell* last = p.cells.empty() ? nullptr : &p.cells.back();
-      if (last && last->type == e.type() && last->day == day && last->count < 0xFFFF) {
-        last->count++;
-        last->amount += e.amount;
-      } else {
-        p.cells.push_back(DayCell{e.amount, day, static_cast<uint16_t>(e.type()), 1});
-      }
+      AddCell(p.cells, p.cells.size(), e.type(), day, ProfileStore::Amount(p, e));
     }
   }
 
@@ -593,19 +614,26 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
   uint32_t type = m.event_types.Intern(tname);
   EventRow e;
   e.key = (uint64_t{type} << 48) | static_cast<uint64_t>(r.ts);
-  e.amount = r.has_amount ? r.amount_fen : 0;
+  const int64_t amount = r.has_amount ? r.amount_fen : 0;
+  const bool big = amount <= INT32_MIN || amount > INT32_MAX;
+  e.amount = big ? kBigAmount : static_cast<int32_t>(amount);
   e.idset = set | (r.has_amount ? kHasAmount : 0);
-  e.props = (static_cast<uint32_t>(p.props.size()) << 5) | r.props_count;
+  e.props = (static_cast<uint32_t>(p.props.size()) << 5) | (r.props_count + big);
   for (uint32_t i = 0; i < r.props_count; ++i) {
     const FieldIn& f = b.fields[r.props_begin + i];
+    Reserve1(p.props);
     p.props.push_back(PropRow{m.prop_keys.Intern(b.Name(f)), m.Intern(b, f)});
+  }
+  if (big) {
+    Reserve1(p.props);
+    p.props.push_back(PropRow{kAmountKey, Stored{ValueKind::kMoney, amount}});
   }
   auto at = std::upper_bound(p.events.begin(), p.events.end(), e.key,
                              [](uint64_t k, const EventRow& x) { return k < x.key; });
-  p.events.insert(at, e);
+  InsertGrow(p.events, at, e);
   int32_t day = cfg_.zone.DayOf(r.ts);
   if (day > m.newest_day) m.newest_day = day;
-  if (day >= p.cells_from) m.AddToCell(p, type, day, e.amount);
+  if (day >= p.cells_from) m.AddToCell(p, type, day, amount);
 }
 
 void ProfileStore::Reconcile(const std::vector<uint64_t>& oneids) {
@@ -703,7 +731,7 @@ std::vector<ProfileStore::TypeSummary> ProfileStore::Summarize(const Profile& p)
     if (out.empty() || out.back().type != e.type()) out.push_back({e.type(), 0, 0, e.ts(), e.ts()});
     TypeSummary& t = out.back();
     t.count++;
-    t.amount += e.amount;
+    t.amount += Amount(p, e);
     t.last = e.ts();  // sorted by time within a type
   }
   std::sort(out.begin(), out.end(), [&](const TypeSummary& a, const TypeSummary& b) {
@@ -783,9 +811,10 @@ std::string ProfileStore::Canonical(const Profile& p) const {
     std::vector<std::string> props;
     for (uint32_t k = 0; k < (e.props & 31); ++k) {
       const PropRow& pr = p.props[(e.props >> 5) + k];
-      props.push_back(Cat(m.prop_keys.Name(pr.key), "=", value_text(pr.value)));
+      if (pr.key != kAmountKey) props.push_back(Cat(m.prop_keys.Name(pr.key), "=", value_text(pr.value)));
     }
-    std::string line = Cat("event ", m.event_types.Name(e.type()), " ", e.ts(), " ", e.amount, e.has_amount() ? "" : "-", " ");
+    std::string line = Cat("event ", m.event_types.Name(e.type()), " ", e.ts(), " ", Amount(p, e),
+                           e.has_amount() ? "" : "-", " ");
     for (const auto& s : props) line += s + " ";
     lines.push_back(line + idset_text(p.idsets[e.idset_index()]));
   }
@@ -876,6 +905,10 @@ std::pair<size_t, size_t> TypeRange(const Profile& p, uint32_t type, int64_t fro
 
 Subject::Totals ProfileView::DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const {
   Totals t;
+  // Event times are 0 .. 2^48 ms, so days outside a little beyond that hold nothing (and
+  // "all time" arrives as the whole int32 range).
+  first_day = std::max(first_day, -2);
+  last_day = std::min(last_day, FloorDay(static_cast<int64_t>(kTsMask)) + 2);
   if (!p_ || first_day > last_day) return t;
   const Profile& p = *p_;
   const TimeZone& z = store_.Zone();
@@ -913,7 +946,7 @@ Subject::Totals ProfileView::DayTotals(uint32_t type, int32_t first_day, int32_t
       int32_t last = INT32_MIN;
       for (size_t i = a; i < b; ++i) {
         t.count++;
-        t.amount += p.events[i].amount;
+        t.amount += ProfileStore::Amount(p, p.events[i]);
         count_day(z.DayOf(p.events[i].ts()), last);
       }
     };
@@ -940,7 +973,7 @@ void ProfileView::Scan(uint32_t type, int64_t from, int64_t to, bool reverse,
   const Profile& p = *p_;
   auto view = [&](size_t i) {
     const EventRow& e = p.events[i];
-    return EventView{e.ts(), e.amount, e.type(), e.has_amount(), i};
+    return EventView{e.ts(), ProfileStore::Amount(p, e), e.type(), e.has_amount(), i};
   };
   if (type != kAnyEventType) {
     auto [a, b] = TypeRange(p, type, from, to);

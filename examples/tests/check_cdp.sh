@@ -58,7 +58,7 @@ STORE_PAD=5f0c2d7e-9a41-4b3e-8c11-2e6f7a9b3c55
 case $CASE in
 usage)
   run 0 --help;                 check "help lists exit codes" grep -q "Exit codes" "$TMP/out"
-  for c in ingest persons person merges conflicts quarantined explain resolve config; do
+  for c in ingest persons person eval merges conflicts quarantined explain resolve config; do
     run 0 "$c" --help;          check "$c --help shows usage" grep -q "Usage: cdp .*$c" "$TMP/out"
   done
   run 1
@@ -68,6 +68,10 @@ usage)
   run 1 resolve "${FILES[@]}"   # the first file is not TYPE:VALUE
   run 1 explain mobile:13817265409 "${FILES[@]}"
   run 1 persons --limit 0 "${FILES[@]}"
+  run 1 eval 'true' mobile:13817265409 "${FILES[@]}"          # no --now: the tool never guesses
+  run 1 eval --now yesterday 'true' mobile:13817265409 "${FILES[@]}"
+  run 2 eval --now 0 'count(order' mobile:13817265409 "${FILES[@]}"
+  check "a bad expression names line and column" grep -q "line 1, column" "$TMP/err"
   run 2 ingest no-such-file.ndjson
   echo '{"types": ' >"$TMP/bad.json"
   run 2 --config "$TMP/bad.json" ingest "${FILES[@]}"
@@ -116,6 +120,15 @@ pwc)  # Li Na: every identifier resolves to one OneID
   check "the couple sharing an iPad are two persons" grep -q "are different persons" "$TMP/out"
   run 0 person --mask mobile:13817265409 "${FILES[@]}"
   check "person is masked" grep -q '138\*\*\*\*5409' "$TMP/out"
+  check "person shows attributes with their source" grep -Eq 'city +上海 +from crm' "$TMP/out"
+  check "person shows the order summary" grep -Eq 'order +3 +amount 528.29' "$TMP/out"
+  run 0 --json person mobile:13817265409 "${FILES[@]}"
+  check "person --json has the orders' amount" json_true 'd["events"]["order"]["amount"] == 528.29' "$TMP/out"
+  run 0 eval --now 2024-01-10T09:00:00+08:00 'sum(order.amount) >= 500 && count(order, 30d) == 0' mobile:13817265409 "${FILES[@]}"
+  check "eval prints the value and until when it holds" grep -q '^true (bool), valid until 2024-01-10 16:00Z' "$TMP/out"
+  run 0 --json eval --now 1704848400000 'days_since(order)' mobile:13817265409 "${FILES[@]}"
+  check "eval --json gives value, kind and valid_until" json_true 'd["kind"] == "int" and d["value"] == 154' "$TMP/out"
+  run 3 eval --now 0 'true' mobile:13700000000 "${FILES[@]}"
   run 3 resolve mobile:13700000000 "${FILES[@]}"
   run 3 resolve mobile:13800138000 "${FILES[@]}"   # the cashier's placeholder is blocked
   run 3 explain mobile:13817265409 mobile:13700000000 "${FILES[@]}"

@@ -63,6 +63,7 @@ class Expr {
   // The zone of local days, copied from Names::Zone() at compile time.
   const TimeZone& zone() const;
 
+  // The compiled form, for the evaluator (expr::Program is internal to the library).
   const expr::Program& program() const { return *p_; }
 
  private:

@@ -15,6 +15,7 @@
 enum { kWriters = 2, kReaders = 3, kBatches = 30, kPerBatch = 100, kMaxReads = 20000 };
 
 static cdp_engine *g_engine;
+static cdp_expr *g_expr;  /* compiled before the threads start: compiling is a write */
 static atomic_int g_writers_left = kWriters;
 
 /* Writer w ingests mobiles w, w + kWriters, ...; mobile i shares member number i / 3 with
@@ -22,14 +23,16 @@ static atomic_int g_writers_left = kWriters;
 static void *writer(void *arg) {
   int w = (int)(intptr_t)arg;
   long failures = 0;
-  char *batch = malloc((size_t)kPerBatch * 160);
+  char *batch = malloc((size_t)kPerBatch * 256);
   for (int b = 0; b < kBatches && batch; ++b) {
     size_t len = 0;
     for (int k = 0; k < kPerBatch; ++k) {
       int i = (b * kPerBatch + k) * kWriters + w;
       len += (size_t)sprintf(batch + len,
                              "{\"source\":\"w%d\",\"ts\":%d,\"ids\":{\"mobile\":\"139%08d\","
-                             "\"member_no\":\"M%d\"}}\n", w, 1000 + i, i, i / 3);
+                             "\"member_no\":\"M%d\"},\"attrs\":{\"writer\":%d},"
+                             "\"event\":{\"type\":\"visit\",\"amount\":1}}\n",
+                             w, 1000 + i, i, i / 3, w);
     }
     cdp_buf report = CDP_BUF_INIT;
     if (cdp_ingest_ndjson(&report, g_engine, batch, len, 0) != CDP_OK) ++failures;
@@ -60,6 +63,11 @@ static void *reader(void *arg) {
       /* The person it resolved to can be read, and lists it (even if absorbed since). */
       if (cdp_person_identifiers(&out, g_engine, id, 0) != CDP_OK || !contains(out.ptr, mobile))
         ++r->failures;
+      /* Its profile and an expression over it: the profile layer under the same lock. */
+      if (cdp_person_get(&out, g_engine, id, CDP_MASK) != CDP_OK || !contains(out.ptr, "\"visit\":{"))
+        ++r->failures;
+      if (cdp_expr_eval(&out, g_expr, id, 86400000) != CDP_OK || !contains(out.ptr, "\"value\":true"))
+        ++r->failures;
       snprintf(other, sizeof other, "139%08d", i ^ 1);
       rc = cdp_explain(&out, g_engine, "mobile", 6, mobile, strlen(mobile), "mobile", 6, other,
                        strlen(other));
@@ -80,6 +88,7 @@ static void test_readers_see_whole_states_while_writers_ingest(void) {
   struct reader_result results[kReaders];
   memset(results, 0, sizeof results);
   REQUIRE_RC(CDP_OK, cdp_engine_open(&g_engine, NULL, 0, NULL));
+  REQUIRE_RC(CDP_OK, cdp_expr_compile(&g_expr, g_engine, SV("count(visit) >= 1 && attrs.writer >= 0"), 0));
   for (int k = 0; k < kReaders; ++k) REQUIRE(pthread_create(&readers[k], NULL, reader, &results[k]) == 0);
   for (int w = 0; w < kWriters; ++w)
     REQUIRE(pthread_create(&writers[w], NULL, writer, (void *)(intptr_t)w) == 0);
@@ -107,6 +116,7 @@ static void test_readers_see_whole_states_while_writers_ingest(void) {
   CHECK(json_int(stats.ptr, "\"persons\":") == kWriters * kBatches * kPerBatch / 3);
   CHECK(json_int(stats.ptr, "\"conflicts\":") == 0);
   cdp_buf_free(&stats);
+  cdp_expr_free(g_expr);
   cdp_engine_close(g_engine);
 }
 

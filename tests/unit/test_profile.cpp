@@ -399,3 +399,32 @@ TEST_CASE("a person's document: identifiers masked on request, attributes, event
   CHECK(std::string_view(doc["attributes"]["city"]["source"].get_string().value()) == "pos");
   CHECK(e->PersonJson(12345, false).status().code() == absl::StatusCode::kNotFound);
 }
+
+TEST_CASE("events: amounts beyond int32 fen and crowded days stay exact") {
+  auto e = OpenEngine();
+  const std::string ids = R"("mobile":"13800138007")";
+  std::vector<std::string> lines;
+  // Two orders of 30 million yuan (3e9 fen each, past int32) and a refund, on one day.
+  lines.push_back(Rec("b2b", kMar1 + 1000, ids, R"("event":{"type":"order","amount":"30000000.00","sku":"X"})"));
+  lines.push_back(Rec("b2b", kMar1 + 2000, ids, R"("event":{"type":"order","amount":30000000})"));
+  lines.push_back(Rec("b2b", kMar1 + 3000, ids, R"("event":{"type":"order","amount":"-0.01"})"));
+  Ingest(*e, Join(lines));
+  uint64_t id = Resolve(*e, "mobile", "13800138007");
+  const cdp::Profile* p = e->profiles().Find(id);
+  ProfileView view(e->profiles(), p, id);
+  uint32_t order = e->profiles().EventType("order");
+  int32_t mar1 = cdp::DaysFromCivil(2024, 3, 1);
+  auto t = view.DayTotals(order, mar1, mar1);
+  CHECK(t.count == 3);
+  CHECK(t.amount == 6000000000 - 1);
+  CHECK(t.active_days == 1);
+  std::vector<int64_t> amounts;
+  view.Scan(order, 0, INT64_MAX, false, [&](const cdp::EventView& ev) {
+    amounts.push_back(ev.amount);
+    return true;
+  });
+  CHECK(amounts == std::vector<int64_t>{3000000000, 3000000000, -1});
+  // The big amount is not a property the host sees.
+  CHECK(view.Prop(cdp::EventView{0, 0, order, true, 0}, e->profiles().PropKey("sku")).str() == "X");
+  CHECK(PersonDoc(*e, id).find(R"("amount":59999999.99)") != std::string::npos);
+}
