@@ -24,6 +24,7 @@
 
 #include <simdjson.h>
 
+#include "bench_util.hpp"
 #include "cdp.h"
 #include "gen.hpp"
 
@@ -44,16 +45,6 @@ struct Buf {
   ~Buf() { cdp_buf_free(&b); }
 };
 
-// A line of /proc/self/status in bytes ("VmHWM:  123 kB"), 0 if unavailable.
-uint64_t ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line))
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
-      return std::strtoull(line.c_str() + n + 1, nullptr, 10) * 1024;
-  return 0;
-}
 
 uint64_t Pairs(uint64_t n) { return n * (n - 1) / 2; }
 
@@ -210,7 +201,7 @@ int Run(const Options& opt) {
   const double gen_seconds = Seconds(Clock::now() - gen_start);
   const cdpbench::Truth& truth = data.truth;
   const size_t n = data.records();
-  const uint64_t hwm_before = ProcStatusBytes("VmHWM");
+  const uint64_t hwm_before = cdpbench::ProcStatusBytes("VmHWM");
 
   std::printf("OneID benchmark: %s persons, %s records (%s of NDJSON), seed %" PRIu64
               ", batches of %s lines, one thread, cdpcore %s\n",
@@ -270,7 +261,7 @@ int Run(const Options& opt) {
     for (simdjson::dom::element id : ids) assign[line++] = uint64_t(id);
   }
   const double ingest_seconds = Seconds(ingest_time);
-  const uint64_t hwm_after = ProcStatusBytes("VmHWM");
+  const uint64_t hwm_after = cdpbench::ProcStatusBytes("VmHWM");
 
   Buf stats_buf;
   if (int32_t rc = cdp_engine_stats(&stats_buf.b, engine)) Fail("cdp_engine_stats", rc);

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "cdp/engine.hpp"
 #include "cdp/expr.hpp"
 #include "cdp/profile.hpp"
@@ -31,15 +32,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-uint64_t ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line))
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
-      return std::strtoull(line.c_str() + n + 1, nullptr, 10) * 1024;
-  return 0;
-}
 
 // splitmix64: deterministic on every machine.
 struct Rng {
@@ -142,7 +134,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   cdp::Engine& e = **opened;
-  const uint64_t rss_before = ProcStatusBytes("VmRSS");
+  const uint64_t rss_before = cdpbench::ProcStatusBytes("VmRSS");
 
   // Ingest in batches of 20,000 persons.
   Rng rng{seed};
@@ -225,7 +217,7 @@ int main(int argc, char** argv) {
     }
     hot_rate = static_cast<double>(count) / Seconds(Clock::now() - t0);
   }
-  const uint64_t rss_after = ProcStatusBytes("VmRSS");
+  const uint64_t rss_after = cdpbench::ProcStatusBytes("VmRSS");
 
   std::printf("bench_profile: %" PRIu64 " persons, %" PRIu64 " records, %" PRIu64 " events (seed %" PRIu64 ")\n\n",
               persons, lines, counts.events, seed);

@@ -185,10 +185,7 @@ int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_le
   CDP_NEED(out, "cdp_engine_open");
   *out = nullptr;
   try {
-    if (dir != nullptr && dir[0] != '\0')
-      return Fail(CDP_EUNSUPPORTED, "cdp_engine_open: persistent engines (a directory) are not supported "
-                                    "by this version; pass NULL for an in-memory engine");
-    auto eng = cdp::Engine::Open(View(config, config_len));
+    auto eng = cdp::Engine::Open(View(config, config_len), dir == nullptr ? std::string_view() : std::string_view(dir));
     if (!eng.ok()) return FromStatus(eng.status());
     auto* h = new cdp_engine{kMagicOpen, std::move(*eng), {}};
     {
@@ -408,10 +405,7 @@ int32_t cdp_feed_read(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_
 }
 
 int32_t cdp_feed_trim(cdp_engine* engine, uint64_t cursor) {
-  return With<Access::kWrite>(engine, "cdp_feed_trim", [&](cdp::Engine& e) {
-    e.TrimFeed(cursor);
-    return Ok();
-  });
+  return With<Access::kWrite>(engine, "cdp_feed_trim", [&](cdp::Engine& e) { return FromStatus(e.TrimFeed(cursor)); });
 }
 
 }  // extern "C"

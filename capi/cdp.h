@@ -35,6 +35,12 @@
  *     function that takes a OneID accepts an absorbed one and answers for the survivor.
  *  9. Versions. Signatures never change; new behaviour comes as new functions (a _v2
  *     suffix when one replaces another). The shared library's SOVERSION is the major.
+ * 10. Durability. An engine opened on a directory logs every write that changes it
+ *     before the call returns CDP_OK; reopening the directory replays the log, so what
+ *     was acknowledged survives a crash (with "durability":{"sync":"batch"}, the
+ *     default, also a power loss). If the log cannot be written the call returns
+ *     CDP_EIO, and so does every later write of that engine (reads go on): close it and
+ *     reopen the directory. One open engine per directory (docs/guarantees.md).
  */
 #ifndef CDP_H
 #define CDP_H
@@ -129,24 +135,42 @@ CDP_API int32_t cdp_config_default(cdp_buf *out);
 
 /** Opens an engine.
  *  config/config_len: a JSON engine config (see docs/config.md); NULL or length 0 means
- *  the default config. dir: NULL (or "") for an in-memory engine; a directory path opens a
- *  persistent engine, which this version answers with CDP_EUNSUPPORTED.
- *  On success *out owns a new handle, to be released with cdp_engine_close().
+ *  the default config. dir: NULL (or "") for an in-memory engine; a directory path (a
+ *  NUL-terminated string) opens a persistent engine there (rule 10). The directory is
+ *  created if missing (its parent must exist). A new directory stores config as given; an
+ *  existing one is reopened with its stored config, replaying its write-ahead log, and
+ *  config must then be empty or byte-identical to the stored one. A torn log tail (the
+ *  last write cut short by a crash, never acknowledged) is truncated and reported in
+ *  cdp_engine_stats ("durability"); a corrupt entry followed by valid ones is refused.
+ *  On success *out owns a new handle, to be released with cdp_engine_close(), which also
+ *  releases the directory.
  *  Returns CDP_OK, CDP_EMISUSE (out is NULL), CDP_EINVALID (bad config: cdp_error_last()
- *  names the line, column or JSON path), CDP_EUNSUPPORTED or CDP_ENOMEM. On failure
- *  *out is set to NULL. */
+ *  names the line, column or JSON path; or a config other than the directory's),
+ *  CDP_EIO (the directory cannot be created or read, another open engine holds it, or
+ *  its log is corrupt: cdp_error_last() names the file and byte offset),
+ *  CDP_EUNSUPPORTED (a log format this version does not read), CDP_EINTERNAL (the log
+ *  did not replay: a bug) or CDP_ENOMEM. On failure *out is set to NULL. */
 CDP_API int32_t cdp_engine_open(cdp_engine **out, const char *config, uint64_t config_len,
                                 const char *dir);
 
-/** Closes an engine and frees everything it holds. Accepts NULL (CDP_OK). Returns
- *  CDP_EMISUSE for a handle that is not an open engine. The handle is invalid after. */
+/** Closes an engine and frees everything it holds; a persistent engine's directory may
+ *  then be opened again. Accepts NULL (CDP_OK). Returns CDP_EMISUSE for a handle that is
+ *  not an open engine. The handle is invalid after. */
 CDP_API int32_t cdp_engine_close(cdp_engine *engine);
 
 /** Writes engine statistics into out: counts of persons, identifiers, evidence links,
  *  conflicts (refused evidence that still stands: a rebuild may later accept some that
  *  the ingest reports counted), quarantined identifiers, redirects, records accepted and
  *  rejected, sources, identifier types, rules, the feed's cursor range, and memory in
- *  bytes by structure ("memory":{"total":N,...}). Returns CDP_OK, CDP_EMISUSE or
+ *  bytes by structure ("memory":{"total":N,...}), and "durability": null for an
+ *  in-memory engine, else
+ *  @code
+ *  {"dir":"/var/lib/cdp","sync":"batch","log_bytes":N,"entries":N,"replayed":N,
+ *   "torn_bytes":N,"torn":{"file":"wal-...","offset":N,"reason":"..."},"failed":null}
+ *  @endcode
+ *  entries: writes in the log; replayed: entries replayed when the engine was opened;
+ *  torn_bytes: bytes of a torn tail cut at open ("torn" says where and why, only then);
+ *  failed: null, or why writes are refused (rule 10). Returns CDP_OK, CDP_EMISUSE or
  *  CDP_ENOMEM. */
 CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
 
@@ -175,7 +199,8 @@ CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
  *  blank or rejected line or one that linked no identifier; each is the OneID at the end
  *  of the batch.
  *  Returns CDP_OK even when lines were rejected (the report says which);
- *  CDP_EMISUSE, CDP_ELIMIT (data over the batch limit), CDP_ENOMEM. */
+ *  CDP_EMISUSE, CDP_ELIMIT (data over the batch limit), CDP_EIO (persistent engine: the
+ *  log could not be written, rule 10), CDP_ENOMEM. */
 CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *data,
                                   uint64_t len, uint32_t flags);
 
@@ -185,7 +210,8 @@ CDP_API int32_t cdp_ingest_ndjson(cdp_buf *out, cdp_engine *engine, const char *
  *   "persons_created":N,"merges":N,"conflicts":N,"quarantined":N,"feed":{"from":C,"to":C}}
  *  where oneid is the record's person (0 if it linked no identifier) and record its id.
  *  Returns CDP_OK, CDP_EINVALID (malformed: cdp_error_last() names the column and field;
- *  nothing was ingested), CDP_EMISUSE, CDP_ELIMIT, CDP_ENOMEM. */
+ *  nothing was ingested, though the record took a record id and counts as rejected),
+ *  CDP_EMISUSE, CDP_ELIMIT, CDP_EIO (rule 10), CDP_ENOMEM. */
 CDP_API int32_t cdp_ingest_record(cdp_buf *out, cdp_engine *engine, const char *json,
                                   uint64_t len);
 
@@ -273,6 +299,8 @@ CDP_API int32_t cdp_explain(cdp_buf *out, cdp_engine *engine,
  *  holding the person's anchor identifier keeps the OneID; other sides get new OneIDs (or
  *  regain the OneID they had before they were absorbed). out (may be NULL) receives
  *  {"oneids":[...the persons that result...],"feed":{"from":C,"to":C}}.
+ *  Each of these (not cdp_rules_list) may also return CDP_EIO on a persistent engine
+ *  whose log cannot be written (rule 10).
  *  @{ */
 
 /** Removes an identifier and all evidence that touches it. Returns CDP_OK, CDP_ENOTFOUND,
@@ -332,8 +360,9 @@ CDP_API int32_t cdp_feed_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
                               uint32_t limit);
 
 /** Drops feed events with sequence number < cursor, which the host has consumed, to free
- *  memory. Later reads below it return from the first retained event.
- *  Returns CDP_OK, CDP_EMISUSE. */
+ *  memory. Later reads below it return from the first retained event. A persistent
+ *  engine logs a trim that drops something (the trim survives a reopen).
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_EIO (rule 10). */
 CDP_API int32_t cdp_feed_trim(cdp_engine *engine, uint64_t cursor);
 
 /* ---------------------------------------------------------------------------------- */

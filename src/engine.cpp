@@ -1,17 +1,52 @@
 #include "cdp/engine.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <numeric>
 
 #include "absl/status/status.h"
 #include "cdp/expr.hpp"
-#include "util.hpp"
 #include "json_util.hpp"
 #include "record_parser.hpp"
 #include "simdjson.h"
 #include "util.hpp"
+#include "wal.hpp"
 
 namespace cdp {
+
+namespace {
+
+// The kinds of write-ahead log entries: one per write method whose effect is state.
+// Pinned: a kind is never renumbered, since logs outlive library versions. Compiling an
+// expression is not logged: the names it registers change no query result.
+enum class LogKind : uint16_t {
+  kIngest = 1,            // the NDJSON batch, exactly as given (the assign flag changes only the report)
+  kRecord = 2,            // IngestRecord's text
+  kRemoveIdentifier = 3,  // type, value
+  kRemoveSource = 4,      // source
+  kSplit = 5,             // OneID, identifiers JSON
+  kAddRule = 6,           // kind, type a, value a, type b, value b, note
+  kRemoveRule = 7,        // rule id
+  kTrimFeed = 8,          // cursor
+};
+
+const char* LogKindName(uint16_t k) {
+  switch (static_cast<LogKind>(k)) {
+    case LogKind::kIngest: return "ingest";
+    case LogKind::kRecord: return "record";
+    case LogKind::kRemoveIdentifier: return "identifier remove";
+    case LogKind::kRemoveSource: return "source remove";
+    case LogKind::kSplit: return "split";
+    case LogKind::kAddRule: return "rule add";
+    case LogKind::kRemoveRule: return "rule remove";
+    case LogKind::kTrimFeed: return "feed trim";
+  }
+  return "unknown";
+}
+
+uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
+
+}  // namespace
 
 struct Engine::Impl {
   NameTable sources;
@@ -19,6 +54,27 @@ struct Engine::Impl {
   uint64_t records = 0;          // record ids handed out (one per input line)
   uint64_t accepted = 0;
   uint64_t rejected = 0;
+  // Persistent engines only. dir is declared first so that it is destroyed last: the
+  // directory stays locked until the log is closed.
+  std::unique_ptr<DataDir> dir;
+  std::unique_ptr<Wal> wal;
+  WalRecovery recovery;
+  absl::Status failed;  // why writes are refused (the in-memory state is ahead of the log)
+};
+
+// Marks a persistent engine failed when an exception (out of memory) leaves a write
+// half-applied: the in-memory state may then differ from any fold of the log, so nothing
+// more may be logged on top of it.
+struct Engine::WriteScope {
+  explicit WriteScope(Engine& e) : engine(e), exceptions(std::uncaught_exceptions()) {}
+  ~WriteScope() {
+    if (std::uncaught_exceptions() > exceptions && engine.impl_->wal && engine.impl_->failed.ok())
+      engine.impl_->failed = absl::UnavailableError(
+          "a write was interrupted (out of memory?) after it began to change the engine; writes are refused "
+          "until the directory is reopened");
+  }
+  Engine& engine;
+  int exceptions;
 };
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json) {
@@ -37,7 +93,83 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   return e;
 }
 
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json, std::string_view dir) {
+  if (dir.empty()) return Open(config_json);
+  auto data_dir = DataDir::Open(dir, config_json);
+  if (!data_dir.ok()) return data_dir.status();
+  auto opened = Open((*data_dir)->config());
+  if (!opened.ok()) return opened.status();
+  Engine& e = **opened;
+  // Replay runs before the log is attached, so the write methods it calls cannot log
+  // again. A snapshot will pass its log position instead of 0.
+  WalRecovery recovery;
+  auto wal = Wal::Open((*data_dir)->path(), e.cfg_.sync, /*from_seq=*/0,
+                       [&](const WalEntry& x) { return e.Replay(x.kind, x.seq, x.payload); }, recovery);
+  if (!wal.ok()) return wal.status();
+  e.impl_->dir = std::move(*data_dir);
+  e.impl_->wal = std::move(*wal);
+  e.impl_->recovery = std::move(recovery);
+  return opened;
+}
+
 Engine::~Engine() = default;
+
+// --- durability -----------------------------------------------------------------------
+
+absl::Status Engine::Writable() const { return impl_->failed; }
+
+absl::Status Engine::Log(uint16_t kind, std::initializer_list<std::string_view> fields) {
+  if (!impl_->wal) return absl::OkStatus();
+  absl::Status st = impl_->wal->Append(kind, fields);
+  if (st.ok()) return st;
+  // The write is applied in memory but not durable; like SQLite after an I/O error, the
+  // engine stops writing rather than log later writes on top of a state the log lacks.
+  impl_->failed = absl::UnavailableError(
+      Cat("write-ahead log: ", st.message(), "; the last write is in memory but not durable, and this engine "
+          "refuses further writes: close it and reopen the directory"));
+  return impl_->failed;
+}
+
+absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payload) {
+  std::vector<std::string_view> f;
+  const size_t want = [&]() -> size_t {
+    switch (static_cast<LogKind>(kind)) {
+      case LogKind::kIngest: case LogKind::kRecord: case LogKind::kRemoveSource: case LogKind::kRemoveRule:
+      case LogKind::kTrimFeed: return 1;
+      case LogKind::kRemoveIdentifier: case LogKind::kSplit: return 2;
+      case LogKind::kAddRule: return 6;
+    }
+    return 0;
+  }();
+  if (want == 0)
+    return absl::UnimplementedError(Cat("write-ahead log entry ", seq, " has kind ", kind,
+                                        ", which this library version does not know"));
+  uint64_t n = 0;
+  const bool has_u64 = static_cast<LogKind>(kind) == LogKind::kSplit ||
+                       static_cast<LogKind>(kind) == LogKind::kRemoveRule ||
+                       static_cast<LogKind>(kind) == LogKind::kTrimFeed;
+  if (!SplitWalFields(payload, f) || f.size() != want || (has_u64 && !WalU64::Parse(f[0], n)))
+    return absl::DataLossError(Cat("write-ahead log entry ", seq, " (", LogKindName(kind), ") is malformed"));
+  // Each write ends as it ended when it was logged; only ingesting a malformed record and
+  // a refused rule were logged with an error (they change the state all the same).
+  absl::Status st;
+  bool may_fail = false;
+  switch (static_cast<LogKind>(kind)) {
+    case LogKind::kIngest: st = IngestBatch(f[0]).status(); break;
+    case LogKind::kRecord: st = IngestRecord(f[0]).status(); may_fail = true; break;
+    case LogKind::kRemoveIdentifier: st = RemoveIdentifier(f[0], f[1]).status(); break;
+    case LogKind::kRemoveSource: st = RemoveSource(f[0]).status(); break;
+    case LogKind::kSplit: st = Split(n, f[1]).status(); break;
+    case LogKind::kAddRule: st = AddRule(f[0], f[1], f[2], f[3], f[4], f[5]).status(); may_fail = true; break;
+    case LogKind::kRemoveRule: st = RemoveRule(n).status(); break;
+    case LogKind::kTrimFeed: st = TrimFeed(n); break;
+  }
+  if (st.ok() || (may_fail && (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st))))
+    return absl::OkStatus();
+  return absl::InternalError(Cat("replaying write-ahead log entry ", seq, " (", LogKindName(kind), "): ",
+                                 st.message(), "; the log does not reproduce the state it recorded (a bug: "
+                                 "please report it)"));
+}
 
 // --- display --------------------------------------------------------------------------
 
@@ -251,8 +383,11 @@ void Engine::WriteLinkCounts(json::Writer& w, const Ingested& in) {
 }
 
 absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool assign) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   auto ingested = IngestBatch(data);
-  if (!ingested.ok()) return ingested.status();
+  if (!ingested.ok()) return ingested.status();  // refused whole: nothing changed
+  if (auto st = Log(K(LogKind::kIngest), {data}); !st.ok()) return st;
   const Ingested& in = *ingested;
   const Batch& b = in.batch;
   std::string out;
@@ -335,8 +470,13 @@ absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
   }
   if (line.find_first_not_of(" \t") == std::string::npos)
     return absl::InvalidArgumentError("record: empty");
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   auto ingested = IngestBatch(line);
   if (!ingested.ok()) return ingested.status();
+  // Logged even when the record is malformed: it still took a record id and counts as
+  // rejected, and replay must do the same.
+  if (auto st = Log(K(LogKind::kRecord), {json}); !st.ok()) return st;
   const Ingested& in = *ingested;
   if (in.batch.rejected) {
     const RecordError& e = in.batch.errors.front();
@@ -617,15 +757,20 @@ std::string OneIdsReport(const std::vector<uint64_t>& ids, uint64_t from, uint64
 }  // namespace
 
 absl::StatusOr<std::string> Engine::RemoveIdentifier(std::string_view type, std::string_view value) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   auto n = FindIdentifier(type, value);
   if (!n.ok()) return n.status();
   uint64_t from = feed_.next();
   auto ids = graph_->RemoveIdentifier(*n);
   SyncProfiles(from, ids);
+  if (auto st = Log(K(LogKind::kRemoveIdentifier), {type, value}); !st.ok()) return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
 absl::StatusOr<std::string> Engine::RemoveSource(std::string_view source) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   int s = impl_->sources.Find(source);
   if (s < 0) return absl::NotFoundError(Cat("no evidence from source \"", source, "\""));
   uint64_t from = feed_.next();
@@ -635,10 +780,13 @@ absl::StatusOr<std::string> Engine::RemoveSource(std::string_view source) {
   found |= profiles_->DropSource(static_cast<uint32_t>(s));
   if (!found) return absl::NotFoundError(Cat("no evidence from source \"", source, "\""));
   SyncProfiles(from, ids);
+  if (auto st = Log(K(LogKind::kRemoveSource), {source}); !st.ok()) return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
 absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view idents_json) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   NodeId anchor = graph_->PersonAnchor(oneid);
   if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
   json::Problem pr = json::Locate(idents_json);
@@ -670,6 +818,7 @@ absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view ident
   uint64_t from = feed_.next(), rule = 0;
   auto ids = graph_->Split(side, rule);
   SyncProfiles(from, ids);
+  if (auto st = Log(K(LogKind::kSplit), {WalU64(oneid).view(), idents_json}); !st.ok()) return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -679,34 +828,48 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
   if (kind == "never_link") never = true;
   else if (kind == "force_link") never = false;
   else return absl::InvalidArgumentError(Cat("rule kind \"", kind, "\": expected force_link or never_link"));
-  NodeId ends[2];
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
+  absl::StatusOr<Parsed> parsed[2];
   for (int k = 0; k < 2; ++k) {
-    auto p = Normalized(cfg_, types[k], values[k]);
-    if (!p.ok()) return absl::InvalidArgumentError(p.status().message());
-    // Not seen in any record yet: first seen "never" until a record carries it.
-    ends[k] = graph_->Intern(p->type, p->value, kNeverSeen, 0);
-    if (graph_->Quarantined(ends[k]))
-      return absl::InvalidArgumentError(Cat(types[k], ":", p->value, " is quarantined"));
+    parsed[k] = Normalized(cfg_, types[k], values[k]);
+    if (!parsed[k].ok()) return absl::InvalidArgumentError(parsed[k].status().message());
   }
-  if (ends[0] == ends[1]) return absl::InvalidArgumentError("a rule needs two different identifiers");
-  uint64_t id = 0;
-  std::vector<uint64_t> oneids;
-  const uint64_t from = feed_.next();
-  auto r = never ? graph_->AddNeverLink(ends[0], ends[1], std::string(note), id, oneids)
-                 : graph_->AddForceLink(ends[0], ends[1], std::string(note), 0, id, oneids);
-  if (r == IdentityGraph::RuleResult::kConflict)
-    return absl::FailedPreconditionError(never ? "a force_link rule joins these identifiers; remove it first"
-                                               : "a never_link rule keeps these identifiers apart; remove it first");
-  SyncProfiles(from, oneids);
-  return id;
+  // From here on the call changes the state even when it is refused (the identifiers
+  // are interned), so it is logged whatever its outcome; replay refuses it the same way.
+  auto outcome = [&]() -> absl::StatusOr<uint64_t> {
+    NodeId ends[2];
+    for (int k = 0; k < 2; ++k) {
+      // Not seen in any record yet: first seen "never" until a record carries it.
+      ends[k] = graph_->Intern(parsed[k]->type, parsed[k]->value, kNeverSeen, 0);
+      if (graph_->Quarantined(ends[k]))
+        return absl::InvalidArgumentError(Cat(types[k], ":", parsed[k]->value, " is quarantined"));
+    }
+    if (ends[0] == ends[1]) return absl::InvalidArgumentError("a rule needs two different identifiers");
+    uint64_t id = 0;
+    std::vector<uint64_t> oneids;
+    const uint64_t from = feed_.next();
+    auto r = never ? graph_->AddNeverLink(ends[0], ends[1], std::string(note), id, oneids)
+                   : graph_->AddForceLink(ends[0], ends[1], std::string(note), 0, id, oneids);
+    if (r == IdentityGraph::RuleResult::kConflict)
+      return absl::FailedPreconditionError(never ? "a force_link rule joins these identifiers; remove it first"
+                                                 : "a never_link rule keeps these identifiers apart; remove it first");
+    SyncProfiles(from, oneids);
+    return id;
+  }();
+  if (auto st = Log(K(LogKind::kAddRule), {kind, ta, va, tb, vb, note}); !st.ok()) return st;
+  return outcome;
 }
 
 absl::StatusOr<std::string> Engine::RemoveRule(uint64_t id) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
   uint64_t from = feed_.next();
   std::vector<uint64_t> ids;
   if (!graph_->RemoveRule(id, ids)) return absl::NotFoundError(Cat("no active rule ", id));
   SyncProfiles(from, ids);
+  if (auto st = Log(K(LogKind::kRemoveRule), {WalU64(id).view()}); !st.ok()) return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -730,6 +893,15 @@ std::string Engine::RulesJson() const {
 }
 
 // --- feed and stats ---------------------------------------------------------------------
+
+absl::Status Engine::TrimFeed(uint64_t cursor) {
+  if (auto st = Writable(); !st.ok()) return st;
+  // A trim that drops nothing is not worth an entry (and, under "batch", an fsync).
+  if (cursor <= feed_.first()) return absl::OkStatus();
+  WriteScope scope(*this);
+  feed_.Trim(cursor);
+  return Log(K(LogKind::kTrimFeed), {WalU64(cursor).view()});
+}
 
 std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) const {
   const IdentityGraph& g = *graph_;
@@ -823,6 +995,27 @@ std::string Engine::StatsJson() const {
   for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);
   w.Key("feed").Uint(feed_.bytes());
   w.EndObject();
+  w.Key("durability");
+  if (const Wal* wal = impl_->wal.get()) {
+    const WalRecovery& r = impl_->recovery;
+    w.BeginObject();
+    w.Key("dir").String(impl_->dir->path());
+    w.Key("sync").String(wal->sync() == SyncPolicy::kBatch ? "batch" : "none");
+    w.Key("log_bytes").Uint(wal->bytes());
+    w.Key("entries").Uint(wal->next_seq() - wal->first_seq());
+    w.Key("replayed").Uint(r.replayed);
+    w.Key("torn_bytes").Uint(r.torn_bytes);
+    if (r.torn_bytes) {
+      w.Key("torn").BeginObject().Key("file").String(r.torn_file).Key("offset").Uint(r.torn_offset);
+      w.Key("reason").String(r.torn_reason).EndObject();
+    }
+    w.Key("failed");
+    if (impl_->failed.ok()) w.Null();
+    else w.String(std::string(impl_->failed.message()));
+    w.EndObject();
+  } else {
+    w.Null();
+  }
   w.EndObject();
   return out;
 }

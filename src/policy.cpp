@@ -509,6 +509,18 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         }
         if (st = ApplyAttrPolicy(*it, pol, ap); !st.ok()) return st;
       }
+    } else if (key == "durability") {
+      dom::object d;
+      if (val.get(d) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      for (auto [k2, v2] : d) {
+        std::string p2 = Cat(p, ".", k2);
+        if (k2 != "sync") return Bad(p2, "unknown key");
+        std::string s;
+        if (st = GetString(v2, p2, s); !st.ok()) return st;
+        if (s == "batch") cfg.sync = SyncPolicy::kBatch;
+        else if (s == "none") cfg.sync = SyncPolicy::kNone;
+        else return Bad(p2, "expected \"batch\" or \"none\"");
+      }
     } else if (key == "limits") {
       dom::object l;
       if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");

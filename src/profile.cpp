@@ -450,6 +450,22 @@ struct ProfileStore::Impl {
     }
   }
 
+  // Appends p's events of the identifier sets in `which` (with their properties) to
+  // events/props, their identifier sets renumbered by remap.
+  static void CopyEvents(const Profile& p, const std::vector<uint8_t>& which, const std::vector<uint32_t>& remap,
+                         std::vector<EventRow>& events, std::vector<PropRow>& props) {
+    for (const EventRow& e : p.events) {
+      uint32_t i = e.idset_index();
+      if (!which[i]) continue;
+      EventRow c = e;
+      c.idset = remap[i] | (e.idset & kHasAmount);
+      uint32_t off = e.props >> 5, n = e.props & 31;
+      c.props = (static_cast<uint32_t>(props.size()) << 5) | n;
+      props.insert(props.end(), p.props.begin() + off, p.props.begin() + off + n);
+      events.push_back(c);
+    }
+  }
+
   // Copies the facts of the identifier sets in `move` (by index; remap gets their index in
   // t) from p to t. p is left as it was.
   void CopyFacts(const Profile& p, Profile& t, const std::vector<uint8_t>& move) {
@@ -461,16 +477,7 @@ struct ProfileStore::Impl {
                                 x.first_ts, x.last_ts, x.records);
     }
     size_t before = t.events.size();
-    for (const EventRow& e : p.events) {
-      uint32_t i = e.idset_index();
-      if (!move[i]) continue;
-      EventRow c = e;
-      c.idset = remap[i] | (e.idset & kHasAmount);
-      uint32_t off = e.props >> 5, n = e.props & 31;
-      c.props = (static_cast<uint32_t>(t.props.size()) << 5) | n;
-      t.props.insert(t.props.end(), p.props.begin() + off, p.props.begin() + off + n);
-      t.events.push_back(c);
-    }
+    CopyEvents(p, move, remap, t.events, t.props);
     if (t.events.size() != before)
       std::inplace_merge(t.events.begin(), t.events.begin() + static_cast<std::ptrdiff_t>(before), t.events.end(),
                          [](const EventRow& a, const EventRow& b) { return a.key < b.key; });
@@ -498,16 +505,7 @@ struct ProfileStore::Impl {
     }
     std::vector<EventRow> events;
     std::vector<PropRow> props;
-    for (const EventRow& e : p.events) {
-      uint32_t i = e.idset_index();
-      if (!keep[i]) continue;
-      EventRow c = e;
-      c.idset = remap[i] | (e.idset & kHasAmount);
-      uint32_t off = e.props >> 5, n = e.props & 31;
-      c.props = (static_cast<uint32_t>(props.size()) << 5) | n;
-      props.insert(props.end(), p.props.begin() + off, p.props.begin() + off + n);
-      events.push_back(c);
-    }
+    CopyEvents(p, keep, remap, events, props);
     std::vector<AttrObs> obs;
     for (const AttrObs& o : p.obs) {
       if (!keep[o.idset]) continue;

@@ -6,12 +6,19 @@
 // links the same → IdentityGraph::AddRecord per record → change feed. Queries read the
 // graph. Time is never read from a clock: it comes from the records.
 //
+// Durability: an engine opened on a directory logs every write that changed its state
+// (src/wal.hpp) before returning success, and opening the directory again replays the log
+// through the same write methods, so the state comes back exactly (docs/guarantees.md).
+// A write whose logging fails is applied in memory but not durable: the engine then
+// refuses every later write with the original cause (Unavailable) until it is reopened.
+//
 // Thread rule: the const methods only read (the graph's read paths never write, not even
 // path compression), so any number of threads may call them at once while no non-const
 // method runs; the C API enforces this with a reader-writer lock per engine.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,8 +37,15 @@ namespace json { class Writer; }
 
 class Engine {
  public:
-  // config_json empty: the built-in default config.
+  // An in-memory engine. config_json empty: the built-in default config.
   static absl::StatusOr<std::unique_ptr<Engine>> Open(std::string_view config_json);
+  // A persistent engine in dir (created if missing; its parent must exist), or in memory
+  // when dir is empty. A new directory stores config_json; an existing one replays its
+  // log under its stored config, and config_json must then be empty or the same bytes.
+  // Errors: InvalidArgument (bad or different config), Unavailable (OS errors, the
+  // directory is open elsewhere), DataLoss (a corrupt log), Unimplemented (a log format
+  // this version does not read).
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(std::string_view config_json, std::string_view dir);
   ~Engine();
 
   // Ingests NDJSON; returns the report JSON (see cdp_ingest_ndjson in cdp.h).
@@ -65,7 +79,8 @@ class Engine {
   const ExprLimits& expr_limits() const { return expr_limits_; }
 
   std::string FeedJson(uint64_t cursor, uint32_t limit) const;
-  void TrimFeed(uint64_t cursor) { feed_.Trim(cursor); }
+  // Drops feed events below cursor (logged only when it drops something).
+  absl::Status TrimFeed(uint64_t cursor);
   std::string StatsJson() const;
 
   const EngineConfig& config() const { return cfg_; }
@@ -90,6 +105,14 @@ class Engine {
     uint64_t feed_from = 0;
   };
   absl::StatusOr<Ingested> IngestBatch(std::string_view data);
+  // Durability (a no-op for in-memory engines). Writable: the failure that stopped
+  // writes, if any. Log: appends a write that changed the state. Replay: applies one
+  // logged write at open, through the same methods, before the log is attached (so it
+  // cannot log again).
+  struct WriteScope;
+  absl::Status Writable() const;
+  absl::Status Log(uint16_t kind, std::initializer_list<std::string_view> fields);
+  absl::Status Replay(uint16_t kind, uint64_t seq, std::string_view payload);
   absl::Status CheckBatchSize(std::string_view data) const;
   absl::StatusOr<NodeId> FindIdentifier(std::string_view type, std::string_view value) const;
   // Moves profile facts after identity changed: the persons named by feed events from

@@ -100,6 +100,12 @@ struct Limits {
   uint32_t max_expr_list = 10'000;
 };
 
+// When a persistent engine's write-ahead log reaches the disk (docs/guarantees.md).
+enum class SyncPolicy : uint8_t {
+  kBatch,  // fsync before every acknowledged write returns: nothing acknowledged is lost
+  kNone,   // leave it to the OS: survives a process crash, not a power loss (bulk loads)
+};
+
 // How the values of one attribute from many records become the person's value
 // (survivorship), each keeping its lineage: the source and time of the value that won.
 enum class Survivorship : uint8_t {
@@ -140,6 +146,7 @@ struct EngineConfig {
   uint64_t oneid_seed = 0;          // mixes into OneID derivation
   Limits limits;
   ProfileConfig profile;
+  SyncPolicy sync = SyncPolicy::kBatch;  // durability.sync; in-memory engines ignore it
   TimeZone zone;                    // compiled from profile.timezone
 
   // Rank of each type by name: the order-independent tie-break between identifiers

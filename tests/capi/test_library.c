@@ -132,13 +132,6 @@ static void test_open_in_memory_and_close(void) {
   CHECK_RC(CDP_OK, cdp_engine_close(NULL));
 }
 
-static void test_open_persistent_is_unsupported(void) {
-  int dummy;
-  cdp_engine *e = (cdp_engine *)&dummy; /* must be set to NULL on failure */
-  CHECK_RC(CDP_EUNSUPPORTED, cdp_engine_open(&e, NULL, 0, "/tmp/cdp-capi-test"));
-  CHECK(e == NULL);
-}
-
 static void test_bad_json_config_names_position(void) {
   int dummy;
   cdp_engine *e = (cdp_engine *)&dummy;
@@ -257,7 +250,6 @@ int main(void) {
   RUN(test_buf_is_freed_and_refilled);
   RUN(test_config_default_is_accepted_by_open);
   RUN(test_open_in_memory_and_close);
-  RUN(test_open_persistent_is_unsupported);
   RUN(test_bad_json_config_names_position);
   RUN(test_bad_policy_config_names_path);
   RUN(test_partial_config_keeps_defaults);

@@ -2,6 +2,7 @@
 
 import ctypes
 import json
+import os
 import re
 import tempfile
 import unittest
@@ -106,9 +107,26 @@ class EngineErrorsTest(unittest.TestCase):
                 e.ingest([line, line])
             self.assertEqual(e.stats()["records"]["accepted"], 1)
 
-    def test_persistent_engine_is_unsupported_in_this_version(self):
-        with tempfile.TemporaryDirectory() as d, self.assertRaises(cdpcore.UnsupportedError):
-            cdpcore.Engine(path=d)
+    def test_persistent_engine_reopens_with_its_data(self):
+        record = {"source": "pos", "ts": 1700000000000, "ids": {"mobile": "13957218846"}}
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "engine")
+            with cdpcore.Engine(config={"oneid_seed": 3}, path=path) as e:
+                e.ingest([record])
+                oneid = e.resolve("mobile", "13957218846")
+                self.assertEqual(e.stats()["durability"]["entries"], 1)
+            with cdpcore.Engine(path=path) as e:
+                self.assertEqual(e.resolve("mobile", "13957218846"), oneid)
+                self.assertEqual(e.stats()["durability"]["replayed"], 1)
+                # One open engine per directory.
+                with self.assertRaises(cdpcore.CdpIOError) as held:
+                    cdpcore.Engine(path=path)
+                self.assertIn("in use", str(held.exception))
+            with self.assertRaises(cdpcore.InvalidError) as other:
+                cdpcore.Engine(config={"oneid_seed": 4}, path=path)
+            self.assertIn("another config", str(other.exception))
+            with self.assertRaises(cdpcore.CdpIOError):
+                cdpcore.Engine(path=os.path.join(d, "no", "parent"))
 
     def test_closed_engine_is_misuse(self):
         e = cdpcore.Engine()

@@ -101,10 +101,18 @@ class Engine:
         """Opens an engine.
 
         config: a dict, or JSON text; None for default_config().
-        path: None for an in-memory engine; a directory for a persistent one (this
-        library version raises UnsupportedError for it).
-        Raises InvalidError for a bad config; its message names the line, column or
-        JSON path at fault.
+        path: None for an in-memory engine; a directory for a persistent one, created
+        if missing (its parent must exist). Every write is logged there before it
+        returns, and opening the directory again replays the log: the engine comes back
+        as it was. A new directory keeps the config it was created with; reopening it
+        takes config=None (the stored one) or the very same config. One open engine per
+        directory. stats()["durability"] reports the log and what opening recovered.
+        Raises InvalidError for a bad config (its message names the line, column or
+        JSON path at fault) or one other than the directory's; CdpIOError when the
+        directory cannot be used (missing parent, held by another open engine, a
+        corrupt log: the message names the file and offset). On a persistent engine,
+        any write raises CdpIOError if its log cannot be written, and so does every
+        later write until the engine is reopened.
         """
         self._handle: Optional[int] = None  # set first: __del__ runs even if open fails
         if config is None:
