@@ -212,6 +212,8 @@ class Parser {
       if (p >= text_.size()) return Fail(static_cast<uint32_t>(start), "unterminated string") >= 0;
       char c = text_[p];
       if (c == q) { ++p; break; }
+      // As in the JSON AST, where a NUL cannot be told from the end of a C string.
+      if (c == '\0') return Fail(static_cast<uint32_t>(p), "strings may not contain NUL") >= 0;
       if (c != '\\') { out += c; ++p; continue; }
       if (p + 1 >= text_.size()) return Fail(static_cast<uint32_t>(start), "unterminated string") >= 0;
       char e = text_[p + 1];
@@ -572,7 +574,7 @@ class Parser {
     if (n < 0 || !Next()) return -1;  // '('
     ast_.nodes[n].agg = agg;
     if (tok_.t == Tok::kIdent) ast_.nodes[n].name = TokText();
-    else if (tok_.t == Tok::kString) ast_.nodes[n].name = tok_.s;
+    else if (tok_.t == Tok::kString && !tok_.s.empty()) ast_.nodes[n].name = tok_.s;
     else return Fail(tok_.pos, Cat("expected an event type as the first argument of ", name, ", found ", Found()));
     if (!Next()) return -1;
     if (IsPunct(".")) {
