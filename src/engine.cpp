@@ -573,27 +573,25 @@ void WritePersonBody(json::Writer& w, const Engine& e, NodeId anchor, bool mask)
 }  // namespace
 
 absl::StatusOr<std::string> Engine::PersonIdentifiers(uint64_t oneid, bool mask) const {
-  const IdentityGraph& g = *graph_;
-  NodeId anchor = g.PersonAnchor(oneid);
-  if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
-  std::string out;
-  json::Writer w(out);
-  w.BeginObject();
-  w.Key("requested").Uint(oneid);
-  WritePersonBody(w, *this, anchor, mask);
-  w.EndObject();
-  return out;
+  return PersonDocument(oneid, mask, /*profile=*/false);
 }
 
 absl::StatusOr<std::string> Engine::PersonJson(uint64_t oneid, bool mask) const {
-  const IdentityGraph& g = *graph_;
-  NodeId anchor = g.PersonAnchor(oneid);
+  return PersonDocument(oneid, mask, /*profile=*/true);
+}
+
+absl::StatusOr<std::string> Engine::PersonDocument(uint64_t oneid, bool mask, bool profile) const {
+  NodeId anchor = graph_->PersonAnchor(oneid);
   if (anchor == kNoNode) return absl::NotFoundError(Cat("no person with OneID ", oneid));
   std::string out;
   json::Writer w(out);
   w.BeginObject();
   w.Key("requested").Uint(oneid);
   WritePersonBody(w, *this, anchor, mask);
+  if (!profile) {
+    w.EndObject();
+    return out;
+  }
   const ProfileStore& ps = *profiles_;
   const Profile* p = ps.Find(oneid);
   auto time_or_null = [&](int64_t t) -> json::Writer& { return t == kNoTime ? w.Null() : w.Int(t); };

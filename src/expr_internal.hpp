@@ -106,6 +106,8 @@ std::string WriteJson(const Ast& ast);
 std::string DateText(int32_t day);
 bool ParseDate(std::string_view s, int32_t& day);
 // Durations as text: "30d", "1d12h", "500ms" (the literal syntax); false if malformed.
+// The unit at s[i] (d, h, m, s, ms) in milliseconds; advances i past it.
+bool DurationUnit(std::string_view s, size_t& i, int64_t& unit);
 bool ParseDurationText(std::string_view s, int64_t& ms);
 void AppendDurationText(std::string& out, int64_t ms);
 // ISO-8601 in a zone: 2024-03-01T10:00:00+08:00 (milliseconds when not zero).

@@ -178,12 +178,7 @@ class Parser {
     int64_t total = 0, n = first;
     for (;;) {
       int64_t unit;
-      if (text_.substr(p, 2) == "ms") { unit = 1; p += 2; }
-      else if (text_[p] == 'd') { unit = kMsPerDay; ++p; }
-      else if (text_[p] == 'h') { unit = 3'600'000; ++p; }
-      else if (text_[p] == 'm') { unit = 60'000; ++p; }
-      else if (text_[p] == 's') { unit = 1000; ++p; }
-      else return Fail(static_cast<uint32_t>(p), Cat("unknown duration unit in '", text_.substr(start, p + 1 - start), "': use d, h, m, s or ms")) >= 0;
+      if (!DurationUnit(text_, p, unit)) return Fail(static_cast<uint32_t>(p), Cat("unknown duration unit in '", text_.substr(start, p + 1 - start), "': use d, h, m, s or ms")) >= 0;
       int64_t part;
       if (__builtin_mul_overflow(n, unit, &part) || __builtin_add_overflow(total, part, &total))
         return Fail(static_cast<uint32_t>(start), "duration out of range") >= 0;

@@ -34,6 +34,12 @@ void InsertGrow(V& v, typename V::iterator it, const T& x) {
   v.insert(v.begin() + at, x);
 }
 
+// Counter cells sort by (type, day): one 64-bit key, the day's sign bit flipped so
+// negative days order first.
+uint64_t CellKey(uint32_t type, int32_t day) {
+  return (uint64_t{type} << 32) | (static_cast<uint32_t>(day) ^ 0x80000000u);
+}
+
 bool IsNumber(ValueKind k) {
   return k == ValueKind::kInt || k == ValueKind::kDouble || k == ValueKind::kMoney;
 }
@@ -409,11 +415,8 @@ struct ProfileStore::Impl {
   }
 
   void AddToCell(Profile& p, uint32_t type, int32_t day, int64_t amount) {
-    auto key = [](uint32_t t, int32_t d) { return (uint64_t{t} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
-    uint64_t k = key(type, day);
-    auto it = std::upper_bound(p.cells.begin(), p.cells.end(), k, [&](uint64_t x, const DayCell& c) {
-      return x < key(c.type, c.day);
-    });
+    auto it = std::upper_bound(p.cells.begin(), p.cells.end(), CellKey(type, day),
+                               [](uint64_t x, const DayCell& c) { return x < CellKey(c.type, c.day); });
     AddCell(p.cells, static_cast<size_t>(it - p.cells.begin()), type, day, amount);
   }
 
@@ -921,11 +924,10 @@ Subject::Totals ProfileView::DayTotals(uint32_t type, int32_t first_day, int32_t
   // Days the counters cover.
   int32_t lo = std::max(first_day, p.cells_from);
   if (lo <= last_day) {
-    auto cell_key = [](uint32_t ty, int32_t d) { return (uint64_t{ty} << 32) | (static_cast<uint32_t>(d) ^ 0x80000000u); };
     auto begin = p.cells.begin();
     if (!any)
-      begin = std::lower_bound(p.cells.begin(), p.cells.end(), cell_key(type, lo),
-                               [&](const DayCell& c, uint64_t k) { return cell_key(c.type, c.day) < k; });
+      begin = std::lower_bound(p.cells.begin(), p.cells.end(), CellKey(type, lo),
+                               [](const DayCell& c, uint64_t k) { return CellKey(c.type, c.day) < k; });
     int32_t last = INT32_MIN;
     for (auto it = begin; it != p.cells.end(); ++it) {
       if (!any && (it->type != type || it->day > last_day)) break;

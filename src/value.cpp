@@ -103,6 +103,20 @@ void AppendValueJson(std::string& out, const Value& v) {
 
 namespace cdp::expr {
 
+bool DurationUnit(std::string_view s, size_t& i, int64_t& unit) {
+  if (s.substr(i, 2) == "ms") { unit = 1; i += 2; return true; }
+  if (i >= s.size()) return false;
+  switch (s[i]) {
+    case 'd': unit = kMsPerDay; break;
+    case 'h': unit = 3'600'000; break;
+    case 'm': unit = 60'000; break;
+    case 's': unit = 1000; break;
+    default: return false;
+  }
+  ++i;
+  return true;
+}
+
 bool ParseDurationText(std::string_view s, int64_t& ms) {
   int64_t total = 0;
   size_t i = 0;
@@ -116,12 +130,7 @@ bool ParseDurationText(std::string_view s, int64_t& ms) {
       if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, s[i] - '0', &n)) return false;
     if (i == start || i >= s.size()) return false;
     int64_t unit;
-    if (s.substr(i, 2) == "ms") { unit = 1; i += 2; }
-    else if (s[i] == 'd') { unit = kMsPerDay; ++i; }
-    else if (s[i] == 'h') { unit = 3'600'000; ++i; }
-    else if (s[i] == 'm') { unit = 60'000; ++i; }
-    else if (s[i] == 's') { unit = 1000; ++i; }
-    else return false;
+    if (!DurationUnit(s, i, unit)) return false;
     if (__builtin_mul_overflow(n, unit, &n) || __builtin_add_overflow(total, n, &total)) return false;
   }
   ms = neg ? -total : total;

@@ -105,6 +105,8 @@ class Engine {
     uint64_t feed_from = 0;
   };
   absl::StatusOr<Ingested> IngestBatch(std::string_view data);
+  // The person's identifiers, and with profile its attributes, events, tags and states.
+  absl::StatusOr<std::string> PersonDocument(uint64_t oneid, bool mask, bool profile) const;
   // Durability (a no-op for in-memory engines). Writable: the failure that stopped
   // writes, if any. Log: appends a write that changed the state. Replay: applies one
   // logged write at open, through the same methods, before the log is attached (so it
