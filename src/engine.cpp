@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "cdp/expr.hpp"
+#include "engine_internal.hpp"
 #include "json_util.hpp"
 #include "record_parser.hpp"
 #include "simdjson.h"
@@ -28,6 +29,12 @@ enum class LogKind : uint16_t {
   kAddRule = 6,           // kind, type a, value a, type b, value b, note
   kRemoveRule = 7,        // rule id
   kTrimFeed = 8,          // cursor
+  kDefineTags = 9,        // definitions JSON
+  kDropTag = 10,          // name
+  kAdvance = 11,          // now (ms, as u64 bits)
+  kSaveAudience = 12,     // name, request JSON
+  kDropAudience = 13,     // name
+  kRecountAudience = 14,  // name
 };
 
 const char* LogKindName(uint16_t k) {
@@ -40,6 +47,12 @@ const char* LogKindName(uint16_t k) {
     case LogKind::kAddRule: return "rule add";
     case LogKind::kRemoveRule: return "rule remove";
     case LogKind::kTrimFeed: return "feed trim";
+    case LogKind::kDefineTags: return "tags define";
+    case LogKind::kDropTag: return "tag drop";
+    case LogKind::kAdvance: return "advance";
+    case LogKind::kSaveAudience: return "audience save";
+    case LogKind::kDropAudience: return "audience drop";
+    case LogKind::kRecountAudience: return "audience recount";
   }
   return "unknown";
 }
@@ -47,35 +60,6 @@ const char* LogKindName(uint16_t k) {
 uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
 
 }  // namespace
-
-struct Engine::Impl {
-  NameTable sources;
-  std::unique_ptr<RecordParser> parser;
-  uint64_t records = 0;          // record ids handed out (one per input line)
-  uint64_t accepted = 0;
-  uint64_t rejected = 0;
-  // Persistent engines only. dir is declared first so that it is destroyed last: the
-  // directory stays locked until the log is closed.
-  std::unique_ptr<DataDir> dir;
-  std::unique_ptr<Wal> wal;
-  WalRecovery recovery;
-  absl::Status failed;  // why writes are refused (the in-memory state is ahead of the log)
-};
-
-// Marks a persistent engine failed when an exception (out of memory) leaves a write
-// half-applied: the in-memory state may then differ from any fold of the log, so nothing
-// more may be logged on top of it.
-struct Engine::WriteScope {
-  explicit WriteScope(Engine& e) : engine(e), exceptions(std::uncaught_exceptions()) {}
-  ~WriteScope() {
-    if (std::uncaught_exceptions() > exceptions && engine.impl_->wal && engine.impl_->failed.ok())
-      engine.impl_->failed = absl::UnavailableError(
-          "a write was interrupted (out of memory?) after it began to change the engine; writes are refused "
-          "until the directory is reopened");
-  }
-  Engine& engine;
-  int exceptions;
-};
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json) {
   auto cfg = ParseConfig(config_json);
@@ -90,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   const Limits& l = e->cfg_.limits;
   e->expr_limits_ = ExprLimits{l.max_expr_bytes, l.max_expr_nodes, l.max_expr_depth, l.max_expr_steps,
                                l.max_expr_list};
+  if (auto st = e->OpenLayers(); !st.ok()) return st;
   return e;
 }
 
@@ -112,7 +97,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   return opened;
 }
 
-Engine::~Engine() = default;
 
 // --- durability -----------------------------------------------------------------------
 
@@ -135,8 +119,9 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
   const size_t want = [&]() -> size_t {
     switch (static_cast<LogKind>(kind)) {
       case LogKind::kIngest: case LogKind::kRecord: case LogKind::kRemoveSource: case LogKind::kRemoveRule:
-      case LogKind::kTrimFeed: return 1;
-      case LogKind::kRemoveIdentifier: case LogKind::kSplit: return 2;
+      case LogKind::kTrimFeed: case LogKind::kDefineTags: case LogKind::kDropTag: case LogKind::kAdvance:
+      case LogKind::kDropAudience: case LogKind::kRecountAudience: return 1;
+      case LogKind::kRemoveIdentifier: case LogKind::kSplit: case LogKind::kSaveAudience: return 2;
       case LogKind::kAddRule: return 6;
     }
     return 0;
@@ -147,7 +132,8 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
   uint64_t n = 0;
   const bool has_u64 = static_cast<LogKind>(kind) == LogKind::kSplit ||
                        static_cast<LogKind>(kind) == LogKind::kRemoveRule ||
-                       static_cast<LogKind>(kind) == LogKind::kTrimFeed;
+                       static_cast<LogKind>(kind) == LogKind::kTrimFeed ||
+                       static_cast<LogKind>(kind) == LogKind::kAdvance;
   if (!SplitWalFields(payload, f) || f.size() != want || (has_u64 && !WalU64::Parse(f[0], n)))
     return absl::DataLossError(Cat("write-ahead log entry ", seq, " (", LogKindName(kind), ") is malformed"));
   // Each write ends as it ended when it was logged; only ingesting a malformed record and
@@ -163,6 +149,12 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     case LogKind::kAddRule: st = AddRule(f[0], f[1], f[2], f[3], f[4], f[5]).status(); may_fail = true; break;
     case LogKind::kRemoveRule: st = RemoveRule(n).status(); break;
     case LogKind::kTrimFeed: st = TrimFeed(n); break;
+    case LogKind::kDefineTags: st = DefineTags(f[0]).status(); break;
+    case LogKind::kDropTag: st = DropTag(f[0]); break;
+    case LogKind::kAdvance: st = Advance(static_cast<int64_t>(n)).status(); break;
+    case LogKind::kSaveAudience: st = SaveAudience(f[0], f[1]).status(); break;
+    case LogKind::kDropAudience: st = DropAudience(f[0]); break;
+    case LogKind::kRecountAudience: st = RecountAudience(f[0]).status(); break;
   }
   if (st.ok() || (may_fail && (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st))))
     return absl::OkStatus();
@@ -308,6 +300,9 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   SyncProfiles(in.feed_from);
   for (uint32_t i : order) profiles_->AddRecord(b, recs[i], nodes.data() + recs[i].ids_begin);
   profiles_->Flush();
+  for (const Record& r : recs)
+    if (newest_record_ == kNoTime || r.ts > newest_record_) newest_record_ = r.ts;
+  tags_->Update(Now());
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
 
@@ -353,6 +348,7 @@ void Engine::SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   profiles_->Reconcile(ids);
+  tags_->Update(Now());
 }
 
 // The report's counts of identifiers: accepted, rejected, and rejected by reason.
@@ -631,8 +627,13 @@ absl::StatusOr<std::string> Engine::PersonDocument(uint64_t oneid, bool mask, bo
     }
   }
   w.EndObject();
-  // Tags and lifecycle states arrive with their layers.
-  w.Key("tags").BeginObject().EndObject();
+  std::string tag_values = "{}";
+  if (int64_t slot = ps.SlotOf(oneid); slot >= 0) {
+    tag_values.clear();
+    tags_->AppendPersonTags(tag_values, static_cast<uint32_t>(slot));
+  }
+  w.Key("tags").Raw(tag_values);
+  // Lifecycle states arrive with their layer.
   w.Key("states").BeginObject().EndObject();
   w.EndObject();
   return out;
@@ -648,8 +649,11 @@ absl::StatusOr<Expr> Engine::CompileExpr(std::string_view text, bool ast) {
 absl::StatusOr<std::string> Engine::EvalExpr(const Expr& e, uint64_t oneid, int64_t now_ms, Evaluator& ev) const {
   uint64_t id = graph_->Canonical(oneid);
   if (id == 0) return absl::NotFoundError(Cat("no person with OneID ", oneid));
-  ProfileView view(*profiles_, profiles_->Find(id), id);
-  auto r = ev.Eval(e, view, now_ms);
+  int64_t slot = profiles_->SlotOf(id);
+  ProfileView plain(*profiles_, nullptr, id);  // a person with identifiers only
+  std::optional<TaggedView> tagged;
+  if (slot >= 0) tagged.emplace(*tags_, static_cast<uint32_t>(slot));
+  auto r = ev.Eval(e, tagged ? static_cast<const Subject&>(*tagged) : plain, now_ms);
   if (!r.ok()) return r.status();
   std::string out = "{\"value\":";
   AppendValueJson(out, r->value);
@@ -953,6 +957,20 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) const {
       case K::kRuleRemoved:
         w.Key("rule").Uint(e.rule);
         break;
+      case K::kTagDefined:
+      case K::kTagDropped:
+        w.Key("tag").String(feed_.text(e.text));
+        w.Key("version").Uint(e.count);
+        if (e.kind == K::kTagDefined) w.Key("persons").Uint(e.a).Key("changed").Uint(e.b);
+        break;
+      case K::kTagChanged:
+      case K::kAudienceCounted: {
+        // The text is a JSON object written when the event happened: its members go here.
+        const std::string& t = feed_.text(e.text);
+        if (e.kind == K::kTagChanged) w.Key("oneid").Uint(e.a).Key("version").Uint(e.count);
+        if (t.size() > 2) w.Raw(std::string_view(t).substr(1, t.size() - 2));
+        break;
+      }
     }
     if (e.record) w.Key("record").Uint(e.record);
     if (e.ts) w.Key("ts").Int(e.ts);
@@ -988,6 +1006,7 @@ std::string Engine::StatsJson() const {
   uint64_t total = feed_.bytes();
   auto parts = g.Memory();
   for (auto& part : profiles_->Memory()) parts.push_back(part);
+  parts.emplace_back("tags", tags_->bytes());
   for (auto& [name, bytes] : parts) total += bytes;
   w.Key("total").Uint(total);
   for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);

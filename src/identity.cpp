@@ -41,6 +41,10 @@ std::string_view FeedKindName(FeedEvent::Kind k) {
     case K::kIdRemoved: return "identifier_removed";
     case K::kRuleAdded: return "rule_added";
     case K::kRuleRemoved: return "rule_removed";
+    case K::kTagDefined: return "tag_defined";
+    case K::kTagChanged: return "tag_changed";
+    case K::kTagDropped: return "tag_dropped";
+    case K::kAudienceCounted: return "audience_counted";
   }
   return "unknown";
 }

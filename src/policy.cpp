@@ -521,6 +521,11 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         else if (s == "none") cfg.sync = SyncPolicy::kNone;
         else return Bad(p2, "expected \"batch\" or \"none\"");
       }
+    } else if (key == "tags") {
+      // Checked when the engine installs them (Engine::Open), with the tags' own errors.
+      dom::array a;
+      if (val.get(a) != simdjson::SUCCESS) return Bad(p, "expected an array of tag definitions");
+      cfg.tags_json = simdjson::minify(val);
     } else if (key == "limits") {
       dom::object l;
       if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");
@@ -532,6 +537,8 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         else if (k2 == "max_batch_bytes") st = GetUint(v2, p2, cfg.limits.max_batch_bytes);
         else if (k2 == "max_errors_listed") st = GetUint(v2, p2, cfg.limits.max_errors_listed);
         else if (k2 == "max_expr_bytes") st = GetUint(v2, p2, cfg.limits.max_expr_bytes);
+        else if (k2 == "max_tags") st = GetUint(v2, p2, cfg.limits.max_tags);
+        else if (k2 == "max_audiences") st = GetUint(v2, p2, cfg.limits.max_audiences);
         else if (k2 == "max_expr_nodes") st = GetUint(v2, p2, cfg.limits.max_expr_nodes);
         else if (k2 == "max_expr_depth") st = GetUint(v2, p2, cfg.limits.max_expr_depth);
         else if (k2 == "max_expr_steps") st = GetUint(v2, p2, cfg.limits.max_expr_steps);

@@ -118,6 +118,9 @@ struct ProfileStore::Impl {
   std::vector<uint32_t> free_slots;
   absl::flat_hash_map<uint64_t, uint32_t> by_oneid;
   absl::flat_hash_set<uint32_t> touched;  // profiles whose derived fields need a refresh
+  // What changed for the layers derived from profiles (tags), until TakeChanges.
+  absl::flat_hash_map<uint32_t, ProfileChange> changes;
+  std::vector<uint32_t> freed;
   int32_t newest_day = INT32_MIN;
   uint64_t events_dropped = 0;
 
@@ -325,6 +328,16 @@ struct ProfileStore::Impl {
     profiles[slot] = Profile();
     free_slots.push_back(slot);
     touched.erase(slot);
+    changes.erase(slot);
+    freed.push_back(slot);
+  }
+
+  // The profile's facts moved or its identifiers changed: everything derived is stale.
+  void Touch(uint32_t slot) {
+    touched.insert(slot);
+    ProfileChange& c = changes[slot];
+    c.slot = slot;
+    c.all = true;
   }
 
   static uint64_t HashIdSet(uint16_t source, const NodeId* nodes, uint32_t n) {
@@ -545,7 +558,7 @@ struct ProfileStore::Impl {
       all_home &= owner[i] == self;
     }
     if (all_home) {
-      touched.insert(slot);
+      Touch(slot);
       return;
     }
     std::vector<uint64_t> targets;
@@ -560,7 +573,7 @@ struct ProfileStore::Impl {
       Profile& tp = GetOrCreate(t, &tslot);  // deque: p stays valid
       CopyFacts(profiles[slot], tp, mask);
       Derive(tp);
-      touched.insert(tslot);
+      Touch(tslot);
     }
     for (size_t i = 0; i < owner.size(); ++i) mask[i] = owner[i] == self;
     Profile& q = profiles[slot];
@@ -570,7 +583,7 @@ struct ProfileStore::Impl {
       return;
     }
     Derive(q);
-    touched.insert(slot);
+    Touch(slot);
   }
 };
 
@@ -593,6 +606,8 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
   uint32_t slot;
   Profile& p = m.GetOrCreate(oneid, &slot);
   m.touched.insert(slot);
+  ProfileChange& change = m.changes[slot];
+  change.slot = slot;
   auto source = static_cast<uint16_t>(r.source);
   uint32_t set = m.FindOrAddIdSet(p, source, nodes, n, Impl::HashIdSet(source, nodes, n), r.ts, r.ts, 1);
   if (p.first_seen == kNoTime || r.ts < p.first_seen) p.first_seen = r.ts;
@@ -603,6 +618,7 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
     uint32_t attr = m.AttrId(b.Name(f));
     m.Observe(p, AttrObs{attr, set, r.ts, m.Intern(b, f)});
     m.Resolve(p, attr);
+    if (!change.all) change.attrs.push_back(attr);
   }
 
   if (r.event_type_len == 0) return;
@@ -613,6 +629,7 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
     return;
   }
   uint32_t type = m.event_types.Intern(tname);
+  if (!change.all) change.events.push_back(type);
   EventRow e;
   e.key = (uint64_t{type} << 48) | static_cast<uint64_t>(r.ts);
   const int64_t amount = r.has_amount ? r.amount_fen : 0;
@@ -645,7 +662,7 @@ void ProfileStore::Reconcile(const std::vector<uint64_t>& oneids) {
     // The person it is now may have gained or lost identifiers without any fact moving.
     uint64_t now = graph_.Canonical(id);
     if (now)
-      if (auto it = m.by_oneid.find(now); it != m.by_oneid.end()) m.touched.insert(it->second);
+      if (auto it = m.by_oneid.find(now); it != m.by_oneid.end()) m.Touch(it->second);
   }
   Flush();
 }
@@ -685,10 +702,31 @@ bool ProfileStore::DropSource(uint32_t source) {
       continue;
     }
     m.Derive(p);
-    m.touched.insert(slot);
+    m.Touch(slot);
   }
   Flush();
   return dropped;
+}
+
+void ProfileStore::TakeChanges(std::vector<ProfileChange>& changed, std::vector<uint32_t>& freed) {
+  Impl& m = *impl_;
+  changed.clear();
+  changed.reserve(m.changes.size());
+  for (auto& [slot, c] : m.changes) {
+    auto dedup = [](std::vector<uint32_t>& v) {
+      std::sort(v.begin(), v.end());
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+    };
+    dedup(c.attrs);
+    dedup(c.events);
+    changed.push_back(std::move(c));
+  }
+  std::sort(changed.begin(), changed.end(), [](const ProfileChange& a, const ProfileChange& b) { return a.slot < b.slot; });
+  m.changes.clear();
+  freed.swap(m.freed);
+  m.freed.clear();
+  std::sort(freed.begin(), freed.end());
+  freed.erase(std::unique(freed.begin(), freed.end()), freed.end());
 }
 
 const Profile* ProfileStore::Find(uint64_t oneid) const {
@@ -696,6 +734,13 @@ const Profile* ProfileStore::Find(uint64_t oneid) const {
   if (!id) return nullptr;
   auto it = impl_->by_oneid.find(id);
   return it == impl_->by_oneid.end() ? nullptr : &impl_->profiles[it->second];
+}
+
+int64_t ProfileStore::SlotOf(uint64_t oneid) const {
+  uint64_t id = graph_.Canonical(oneid);
+  if (!id) return -1;
+  auto it = impl_->by_oneid.find(id);
+  return it == impl_->by_oneid.end() ? -1 : static_cast<int64_t>(it->second);
 }
 
 uint32_t ProfileStore::slots() const { return static_cast<uint32_t>(impl_->profiles.size()); }
@@ -724,6 +769,8 @@ Value ProfileStore::Load(const Stored& s) const {
 const std::string& ProfileStore::AttrName(uint32_t a) const { return impl_->attr_names.Name(a); }
 const std::string& ProfileStore::EventTypeName(uint32_t t) const { return impl_->event_types.Name(t); }
 const std::string& ProfileStore::PropKeyName(uint32_t k) const { return impl_->prop_keys.Name(k); }
+const std::string& ProfileStore::TagName(uint32_t t) const { return impl_->tags.Name(t); }
+const std::string& ProfileStore::SourceName(uint32_t s) const { return impl_->sources.Name(s); }
 Survivorship ProfileStore::RuleOf(uint32_t attr) const { return impl_->Rule(attr); }
 
 std::vector<ProfileStore::TypeSummary> ProfileStore::Summarize(const Profile& p) const {

@@ -30,6 +30,7 @@
 #include "cdp/policy.hpp"
 #include "cdp/profile.hpp"
 #include "cdp/record.hpp"
+#include "cdp/tags.hpp"
 
 namespace cdp {
 
@@ -78,6 +79,34 @@ class Engine {
   absl::StatusOr<std::string> EvalExpr(const Expr& e, uint64_t oneid, int64_t now_ms, Evaluator& ev) const;
   const ExprLimits& expr_limits() const { return expr_limits_; }
 
+  // Tags (docs/tags.md). Definitions are a JSON object or array; see TagEngine::Define.
+  absl::StatusOr<std::string> DefineTags(std::string_view json);
+  absl::Status DropTag(std::string_view name);
+  std::string TagsJson() const;
+  // {"oneid":N,"tags":{"name":{"value":V,"version":N}}}
+  absl::StatusOr<std::string> PersonTags(uint64_t oneid) const;
+  // Moves the engine's clock to now_ms and re-evaluates the tags whose values may have
+  // changed with time: {"now","persons","changed","next"}. The clock never goes back
+  // (FailedPrecondition). Until the first call, the clock is the newest record's time.
+  absl::StatusOr<std::string> Advance(int64_t now_ms);
+  int64_t Now() const;
+
+  // Audiences (docs/audiences.md): op is "count", "members", "distribution" or "export";
+  // the request names the expression ("expr", "ast", or a saved "audience") and the op's
+  // options. Compiling the expression registers names, so this is a writer.
+  absl::StatusOr<std::string> Audience(std::string_view op, std::string_view request_json);
+  // Saved audiences ("audience packages"): a name for a request, re-counted on demand;
+  // each count goes to the feed with how many entered and left since the last one.
+  absl::StatusOr<std::string> SaveAudience(std::string_view name, std::string_view request_json);
+  absl::Status DropAudience(std::string_view name);
+  std::string AudiencesJson() const;
+  absl::StatusOr<std::string> RecountAudience(std::string_view name);
+  // Operating metrics (docs/metrics.md): {"metric": "funnel" | "fast" | "clv" | "rfm", ...}.
+  absl::StatusOr<std::string> Metrics(std::string_view request_json);
+
+  TagEngine& tags() { return *tags_; }
+  const TagEngine& tags() const { return *tags_; }
+
   std::string FeedJson(uint64_t cursor, uint32_t limit) const;
   // Drops feed events below cursor (logged only when it drops something).
   absl::Status TrimFeed(uint64_t cursor);
@@ -125,12 +154,22 @@ class Engine {
   // nodes: each identifier's node as linking left it, or nullptr to look them up.
   void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines, const NodeId* nodes);
   struct Impl;
+  struct SavedAudiences;
+  // Makes the layers above the profiles (tags, audiences) and installs the config's tags.
+  absl::Status OpenLayers();
+  // The audience a request names, selected at the request's "now" (default Now()).
+  struct Selection;
+  absl::StatusOr<std::unique_ptr<Selection>> Select(std::string_view request_json);
   EngineConfig cfg_;
   Feed feed_;
   std::unique_ptr<IdentityGraph> graph_;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<ProfileStore> profiles_;
+  std::unique_ptr<TagEngine> tags_;
+  std::unique_ptr<SavedAudiences> audiences_;
   ExprLimits expr_limits_;
+  int64_t advanced_ = kNoTime;        // the clock Advance set last
+  int64_t newest_record_ = kNoTime;   // the latest record time ingested
 };
 
 // Masks a value for display: 138****8000 for mobiles, a***@x.com for emails, the ends

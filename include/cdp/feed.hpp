@@ -27,6 +27,10 @@ struct FeedEvent {
     kIdRemoved,       // node; a: its person before
     kRuleAdded,       // rule: id; a, b: persons affected
     kRuleRemoved,     // rule: id
+    kTagDefined,      // text: tag name; count: version; a: persons with a value; b: values changed
+    kTagChanged,      // a: OneID; count: version; text: {"tag","from","to","reason"}
+    kTagDropped,      // text: tag name; count: version
+    kAudienceCounted, // text: {"audience","count","entered","left"}; a: count
   };
   uint64_t seq = 0;
   Kind kind{};

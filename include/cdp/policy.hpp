@@ -98,6 +98,9 @@ struct Limits {
   uint32_t max_expr_depth = 128;
   uint64_t max_expr_steps = 1'000'000;  // per evaluation
   uint32_t max_expr_list = 10'000;
+  // Definitions (tags, saved audiences): each is evaluated for every person.
+  uint32_t max_tags = 1000;
+  uint32_t max_audiences = 1000;
 };
 
 // When a persistent engine's write-ahead log reaches the disk (docs/guarantees.md).
@@ -137,6 +140,7 @@ struct ProfileConfig {
 };
 
 struct EngineConfig {
+  std::string tags_json;            // "tags": definitions installed at open (docs/tags.md)
   std::vector<IdPolicy> types;      // type id = index
   IdPolicy unknown_type_policy;     // template for types a record names but config lacks
   bool accept_unknown_types = true;

@@ -162,6 +162,15 @@ struct alignas(64) Profile {
   std::vector<AttrObs> obs;       // sorted by (attr, idset)
 };
 
+// A profile that changed since the layers derived from profiles (tags) last looked: all,
+// when its facts moved or its identifiers changed (a merge, a split, a removal); else the
+// attributes and event types its new records carried.
+struct ProfileChange {
+  uint32_t slot = 0;
+  bool all = false;
+  std::vector<uint32_t> attrs, events;  // sorted, unique (when !all)
+};
+
 class ProfileStore final : public Names {
  public:
   // cfg, graph and sources outlive the store.
@@ -181,9 +190,15 @@ class ProfileStore final : public Names {
   void Flush();
   // Drops every fact a source contributed (cdp_source_remove); false if it had none.
   bool DropSource(uint32_t source);
+  // Hands over (and forgets) what changed since the last call: changed profiles by slot,
+  // ascending, and the slots freed (their persons merged away or left without facts). A
+  // freed slot may be reused by a new profile, so consumers clear freed slots first.
+  void TakeChanges(std::vector<ProfileChange>& changed, std::vector<uint32_t>& freed);
 
   // The profile of a live OneID (redirects followed), or nullptr.
   const Profile* Find(uint64_t oneid) const;
+  // Its slot (the dense person index of tags and audiences), or -1.
+  int64_t SlotOf(uint64_t oneid) const;
   // Every profile by slot, for scans over all persons: slots() bounds the slot numbers;
   // AtSlot is nullptr for a free slot.
   uint32_t slots() const;
@@ -217,6 +232,8 @@ class ProfileStore final : public Names {
   const std::string& AttrName(uint32_t attr) const;
   const std::string& EventTypeName(uint32_t type) const;
   const std::string& PropKeyName(uint32_t key) const;
+  const std::string& TagName(uint32_t tag) const;
+  const std::string& SourceName(uint32_t source) const;
   Survivorship RuleOf(uint32_t attr) const;
 
   // Summary of one event type: count, amount, first and last time.
