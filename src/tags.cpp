@@ -822,6 +822,7 @@ absl::Status TagEngine::Drop(std::string_view name) {
 
 void TagEngine::Schedule(uint32_t slot, int64_t due) {
   if (due_.size() <= slot) due_.resize(slot + 1, kForever);
+  if (due_[slot] == due) return;  // its heap entry stands
   due_[slot] = due;
   if (due == kForever) return;
   heap_.emplace_back(due, slot);
@@ -849,12 +850,8 @@ uint32_t TagEngine::EvaluateSlot(uint32_t slot, const std::vector<uint8_t>& dirt
       for (uint32_t dep : d.reads.tags) go |= sc.changed[dep] != 0;
     if (!go) continue;
     Column& col = *columns_[t];
-    std::string before_text;
-    if (feed) {
-      Value b = col.Get(slot);
-      before_text.clear();
-      AppendValueJson(before_text, b);
-    }
+    // The old value stays readable after Set: codes and lists are interned for good.
+    const Value before = feed ? col.Get(slot) : Value();
     Out o = Evaluate(d, view, now, sc, store_.Zone(), store_);
     evaluations_++;
     due = std::min(due, o.vu);
@@ -870,6 +867,8 @@ uint32_t TagEngine::EvaluateSlot(uint32_t slot, const std::vector<uint8_t>& dirt
     json::Writer w(text);
     w.BeginObject();
     w.Key("tag").String(d.name);
+    std::string before_text;
+    AppendValueJson(before_text, before);
     w.Key("from").Raw(before_text);
     std::string after;
     AppendValueJson(after, col.Get(slot));
