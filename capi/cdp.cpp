@@ -408,4 +408,99 @@ int32_t cdp_feed_trim(cdp_engine* engine, uint64_t cursor) {
   return With<Access::kWrite>(engine, "cdp_feed_trim", [&](cdp::Engine& e) { return FromStatus(e.TrimFeed(cursor)); });
 }
 
+// --- tags and audiences -------------------------------------------------------------
+
+int32_t cdp_tags_define(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_tags_define", [&](cdp::Engine& e) -> int32_t {
+    if (json == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_tags_define: json is NULL");
+    return Put(out, e.DefineTags(View(json, len)));
+  });
+}
+
+int32_t cdp_tag_drop(cdp_engine* engine, const char* name, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_tag_drop", [&](cdp::Engine& e) -> int32_t {
+    if (name == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_tag_drop: name is NULL");
+    return FromStatus(e.DropTag(View(name, len)));
+  });
+}
+
+int32_t cdp_tags_list(cdp_buf* out, cdp_engine* engine) {
+  CDP_NEED(out, "cdp_tags_list");
+  return With<Access::kRead>(engine, "cdp_tags_list", [&](const cdp::Engine& e) { return Put(out, e.TagsJson()); });
+}
+
+int32_t cdp_person_tags(cdp_buf* out, cdp_engine* engine, uint64_t oneid) {
+  CDP_NEED(out, "cdp_person_tags");
+  return With<Access::kRead>(engine, "cdp_person_tags", [&](const cdp::Engine& e) { return Put(out, e.PersonTags(oneid)); });
+}
+
+int32_t cdp_advance(cdp_buf* out, cdp_engine* engine, int64_t now_ms) {
+  return With<Access::kWrite>(engine, "cdp_advance", [&](cdp::Engine& e) { return Put(out, e.Advance(now_ms)); });
+}
+
+namespace {
+// The four audience queries differ only in the op. They take the write lock although they
+// log nothing: compiling the expression interns the names it uses.
+int32_t AudienceQuery(const char* fn, const char* op, cdp_buf* out, cdp_engine* engine, const char* request,
+                      uint64_t len) {
+  if (out == nullptr) return Fail(CDP_EMISUSE, std::string(fn) + ": out is NULL");
+  return With<Access::kWrite>(engine, fn, [&](cdp::Engine& e) -> int32_t {
+    if (request == nullptr && len != 0) return Fail(CDP_EMISUSE, std::string(fn) + ": request is NULL");
+    return Put(out, e.Audience(op, View(request, len)));
+  });
+}
+}  // namespace
+
+int32_t cdp_audience_count(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  return AudienceQuery("cdp_audience_count", "count", out, engine, request, len);
+}
+
+int32_t cdp_audience_members(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  return AudienceQuery("cdp_audience_members", "members", out, engine, request, len);
+}
+
+int32_t cdp_audience_distribution(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  return AudienceQuery("cdp_audience_distribution", "distribution", out, engine, request, len);
+}
+
+int32_t cdp_audience_export(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  return AudienceQuery("cdp_audience_export", "export", out, engine, request, len);
+}
+
+int32_t cdp_audience_save(cdp_buf* out, cdp_engine* engine, const char* name, uint64_t name_len,
+                          const char* request, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_audience_save", [&](cdp::Engine& e) -> int32_t {
+    if (name == nullptr && name_len != 0) return Fail(CDP_EMISUSE, "cdp_audience_save: name is NULL");
+    if (request == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_audience_save: request is NULL");
+    return Put(out, e.SaveAudience(View(name, name_len), View(request, len)));
+  });
+}
+
+int32_t cdp_audience_drop(cdp_engine* engine, const char* name, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_audience_drop", [&](cdp::Engine& e) -> int32_t {
+    if (name == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_audience_drop: name is NULL");
+    return FromStatus(e.DropAudience(View(name, len)));
+  });
+}
+
+int32_t cdp_audiences_list(cdp_buf* out, cdp_engine* engine) {
+  CDP_NEED(out, "cdp_audiences_list");
+  return With<Access::kRead>(engine, "cdp_audiences_list", [&](const cdp::Engine& e) { return Put(out, e.AudiencesJson()); });
+}
+
+int32_t cdp_audience_recount(cdp_buf* out, cdp_engine* engine, const char* name, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_audience_recount", [&](cdp::Engine& e) -> int32_t {
+    if (name == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_audience_recount: name is NULL");
+    return Put(out, e.RecountAudience(View(name, len)));
+  });
+}
+
+int32_t cdp_metrics(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  CDP_NEED(out, "cdp_metrics");
+  return With<Access::kWrite>(engine, "cdp_metrics", [&](cdp::Engine& e) -> int32_t {
+    if (request == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_metrics: request is NULL");
+    return Put(out, e.Metrics(View(request, len)));
+  });
+}
+
 }  // extern "C"

@@ -23,11 +23,14 @@
  *  6. Threads. One engine may be shared by threads: the calls that only read
  *     (cdp_resolve, cdp_person_identifiers, cdp_person_get, cdp_persons_page,
  *     cdp_explain, cdp_rules_list, cdp_feed_read, cdp_engine_stats, cdp_expr_eval,
- *     cdp_expr_ast) run concurrently; the calls that change it (ingestion,
- *     cdp_records_resolve, unmerge, rules, cdp_feed_trim, cdp_expr_compile, which
- *     registers the names it uses) run one at a time and exclude readers, through a reader-writer lock per engine, so a read
- *     sees the state before or after a whole write. Do not close an engine while another
- *     thread uses it. Different engines are independent.
+ *     cdp_expr_ast, cdp_tags_list, cdp_person_tags, cdp_audiences_list) run
+ *     concurrently; the calls that change it (ingestion, cdp_records_resolve, unmerge,
+ *     rules, cdp_feed_trim, tag definitions, cdp_advance, saved audiences, and
+ *     cdp_expr_compile, the cdp_audience_* queries and cdp_metrics, which register the
+ *     names their expressions use) run one at a time and exclude readers, through a
+ *     reader-writer lock per engine, so a read sees the state before or after a whole
+ *     write. Do not close an engine while another thread uses it. Different engines are
+ *     independent.
  *  7. Time. The engine never reads the clock: every time is an argument or a field of
  *     the input (epoch milliseconds, UTC).
  *  8. OneIDs. A person is named by a OneID, an unsigned 64-bit integer below 2^63 and
@@ -255,10 +258,11 @@ CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_
  *   "identifiers":[...],"last_seen":ms,
  *   "attributes":{"city":{"value":"上海","source":"pos","ts":ms,"rule":"latest"}},
  *   "events":{"order":{"count":3,"amount":597.00,"first":ms,"last":ms}},
- *   "tags":{},"states":{}}
+ *   "tags":{"value_tier":{"value":"high","version":2}},"states":{}}
  *  @endcode
  *  Each attribute carries its lineage: the source and time of the value that won under
- *  its survivorship rule. Money is a JSON number with exactly two decimals (yuan).
+ *  its survivorship rule. "tags" is what cdp_person_tags gives. Money is a JSON number
+ *  with exactly two decimals (yuan).
  *  last_seen is null for a person no record has reached (created by a rule).
  *  flags: CDP_MASK masks identifier values. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE,
  *  CDP_ENOMEM. */
@@ -354,7 +358,8 @@ CDP_API int32_t cdp_rules_list(cdp_buf *out, cdp_engine *engine);
  *  1..100000): {"events":[{"seq":N,"kind":"merged",...}],"next":C}. Pass "next" back to
  *  continue; an empty list means caught up. Kinds: person_created, merged, split,
  *  conflict, identifier_rejected, identifier_quarantined, identifier_removed,
- *  rule_added, rule_removed (docs/feed.md lists each kind's fields).
+ *  rule_added, rule_removed, tag_defined, tag_changed, tag_dropped, audience_counted
+ *  (docs/feed.md lists each kind's fields).
  *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_feed_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
                               uint32_t limit);
@@ -392,7 +397,7 @@ CDP_API int32_t cdp_expr_ast(cdp_buf *out, const cdp_expr *expr);
  *  {"value":true,"kind":"bool","valid_until":ms}
  *  @endcode
  *  valid_until is the first instant at which the value may change without new input (the
- *  next local midnight for a 30-day window), or null when only new input can change it.
+ *  midnight of the day the oldest event leaves a 30-day window), or null when only new input can change it.
  *  Returns CDP_OK, CDP_ENOTFOUND (no such person), CDP_ELIMIT (over
  *  limits.max_expr_steps), CDP_EMISUSE (expr or its engine closed), CDP_ENOMEM. */
 CDP_API int32_t cdp_expr_eval(cdp_buf *out, cdp_expr *expr, uint64_t oneid, int64_t now_ms);
@@ -400,6 +405,197 @@ CDP_API int32_t cdp_expr_eval(cdp_buf *out, cdp_expr *expr, uint64_t oneid, int6
 /** Releases a compiled expression. Accepts NULL. Returns CDP_OK, or CDP_EMISUSE for a
  *  handle that is not a live expression. */
 CDP_API int32_t cdp_expr_free(cdp_expr *expr);
+/** @} */
+
+/* ---------------------------------------------------------------------------------- */
+/** @name Tags and audiences
+ *  A tag is a named value derived from each person and kept current: a rule, a
+ *  statistic, a bucket, RFM, a preference, a score or an imported value, defined as JSON
+ *  (docs/tags.md). After every write only the persons it changed are re-evaluated, and of
+ *  their tags only those that read what changed; time-dependent values ("ordered in the
+ *  last 30 days") move when the engine's clock passes their valid_until (cdp_advance).
+ *  An audience is an expression over tags, attributes and events (docs/audiences.md),
+ *  answered from per-tag bitmaps where it can be and per person where it cannot.
+ *  The engine's clock is the time of the last cdp_advance, or before the first one the
+ *  newest record time ingested (0 for an empty engine); tags are evaluated at it.
+ *  Every call here that changes the engine (definitions, cdp_advance, saved audiences
+ *  and their counts) is logged on a persistent engine and may also return CDP_EIO
+ *  (rule 10); the audience queries and cdp_metrics change nothing that is logged.
+ *  Only persons that a record has reached are tagged and counted (a person made only by
+ *  a manual rule has no profile).
+ *  @{ */
+
+/** Defines or redefines tags. json is one definition object or an array of them:
+ *  @code
+ *  [{"name":"spend","kind":"statistic","fn":"sum","event":"order","prop":"amount"},
+ *   {"name":"value_tier","kind":"rule","version":2,"description":"...","rules":[
+ *     {"when":"tags.spend >= yuan(500)","value":"high"},
+ *     {"when":"tags.spend > 0","value":"low"}],"default":"none"}]
+ *  @endcode
+ *  All of them are checked (syntax, expressions, references to other tags, cycles)
+ *  before any is installed; then each is evaluated for every person at the engine's
+ *  clock, with the tags that read it. out (may be NULL) receives
+ *  {"defined":[{"name":"spend","version":1,"persons":N,"changed":N}]} (persons: how many
+ *  have a value; changed: how many values this call changed), and the feed one
+ *  tag_defined event per tag.
+ *  Returns CDP_OK, CDP_EINVALID (nothing installed; cdp_error_last() names the
+ *  definition and field, "tags[1] (value_tier).rules[0].when: line 1, column 9: ...", the
+ *  JSON's line and column, or the cycle "tag cycle: a -> b -> a"), CDP_ELIMIT (over
+ *  limits.max_tags, or json over 16 x limits.max_record_bytes), CDP_EMISUSE (engine
+ *  NULL, or json NULL with len > 0), CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_tags_define(cdp_buf *out, cdp_engine *engine, const char *json,
+                                uint64_t len);
+
+/** Drops a tag: its values go, and the feed gets a tag_dropped event.
+ *  Returns CDP_OK, CDP_ENOTFOUND (no such tag), CDP_ECONFLICT (another tag reads it:
+ *  drop or redefine that one first; cdp_error_last() names it), CDP_EMISUSE, CDP_EIO,
+ *  CDP_ENOMEM. */
+CDP_API int32_t cdp_tag_drop(cdp_engine *engine, const char *name, uint64_t len);
+
+/** Writes the tag catalogue into out, in dependency order:
+ *  @code
+ *  {"tags":[{"name":"value_tier","kind":"rule","version":2,"description":"...",
+ *    "type":"string","index":"category","time_dependent":false,"reads":["spend"],
+ *    "persons":N,"values":N,"definition":{...as defined...}}]}
+ *  @endcode
+ *  type is the value kind (bool, int, double, money, string, timestamp, date, duration
+ *  or list); index is how audiences read it (category, number or list); persons: how
+ *  many have a value; values: distinct values (not for numbers); an rfm tag also has
+ *  "cuts" ({"r":[...],"f":[...],"m":[...]}, the score boundaries in use).
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_tags_list(cdp_buf *out, cdp_engine *engine);
+
+/** Writes a person's tags into out: {"oneid":N,"tags":{"spend":{"value":800.00,
+ *  "version":1}}} (tags without a value for this person are left out; oneid is the
+ *  survivor's when an absorbed OneID is given).
+ *  Returns CDP_OK, CDP_ENOTFOUND (no such person), CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_tags(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
+
+/** Moves the engine's clock to now_ms (epoch ms) and re-evaluates the tags of the
+ *  persons whose values may have changed with time by then (their valid_until passed).
+ *  out (may be NULL) receives {"now":ms,"persons":N,"changed":N,"next":ms|null}: persons
+ *  re-evaluated, values changed (each also a tag_changed event), and the next instant at
+ *  which some value may change (null: none without new input). A host calls it on a
+ *  timer, or before reading tags at a given time.
+ *  Returns CDP_OK, CDP_ECONFLICT (now_ms is before the clock set by an earlier
+ *  cdp_advance: the clock never goes back), CDP_EINVALID (now_ms < 0), CDP_EMISUSE,
+ *  CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_advance(cdp_buf *out, cdp_engine *engine, int64_t now_ms);
+
+/** Counts an audience. request is a JSON object naming the expression and options:
+ *  @code
+ *  {"expr":"tags.value_tier == \"high\" && count(order, 30d) == 0",
+ *   "now":ms, "holdout":{"salt":"campaign-7","percent":10}, "group":"all"}
+ *  @endcode
+ *  The expression is "expr" (text), "ast" (the JSON AST) or "audience" (a saved
+ *  audience's name: its expression and holdout; the request may add the options). "now"
+ *  (default: the engine's clock) is the time the expression's own windows and today()
+ *  are read at; tag values are those kept by ingestion and cdp_advance. "holdout"
+ *  ("percent" 0..100 or "basis_points" 0..10000) splits the members by a hash of OneID
+ *  and salt: the same person and salt always fall on the same side. "group" ("all",
+ *  "target" or "holdout") keeps one side. out receives
+ *  @code
+ *  {"count":N,"target":N,"holdout":N,"now":ms,
+ *   "plan":{"indexed_leaves":N,"scanned_leaves":N,"persons_evaluated":N}}
+ *  @endcode
+ *  (target and holdout only with a holdout; plan says how many conditions were answered
+ *  from tag bitmaps and how many persons were evaluated one by one).
+ *  Compiling the expression registers the names it uses, so this call, like the other
+ *  cdp_audience_* queries, is a write under rule 6 (though it changes nothing a reader
+ *  sees and nothing is logged).
+ *  Returns CDP_OK, CDP_EINVALID (bad JSON: its line and column; a bad expression: its
+ *  line and column or AST path; a bad option, named), CDP_ENOTFOUND (no saved audience
+ *  of that name), CDP_ELIMIT (over limits.max_expr_*), CDP_EMISUSE (out or engine NULL,
+ *  request NULL with len > 0), CDP_ENOMEM. */
+CDP_API int32_t cdp_audience_count(cdp_buf *out, cdp_engine *engine, const char *request,
+                                   uint64_t len);
+
+/** Lists an audience's members a page at a time, in a stable order. request as for
+ *  cdp_audience_count, plus "cursor" (0, then the previous page's "next"), "limit"
+ *  (clamped to 1..10000, default 100), "ids" (identifier types to include, e.g.
+ *  ["mobile"]) and "mask" (default true: identifier values masked):
+ *  @code
+ *  {"count":N,"members":[{"oneid":N,"holdout":false,"ids":{"mobile":["139****5836"]}}],
+ *   "next":C}
+ *  @endcode
+ *  ("holdout" only with a holdout; "ids" only when asked). "next" is 0 after the last
+ *  page. The audience is selected again for each page, so a write between pages may
+ *  move members across the cursor.
+ *  Returns as cdp_audience_count; also CDP_EINVALID for an unknown identifier type. */
+CDP_API int32_t cdp_audience_members(cdp_buf *out, cdp_engine *engine, const char *request,
+                                     uint64_t len);
+
+/** How an audience's members spread over tags. request as for cdp_audience_count, plus
+ *  "tags" (names, required) and "top" (values per tag, clamped to 1..1000, default 10):
+ *  @code
+ *  {"count":N,"tags":{"channel":{"values":[{"value":"tmall","count":N}],"other":N,
+ *   "none":N}}}
+ *  @endcode
+ *  values: the most common first (ties by value); other: members with values beyond the
+ *  top; none: members without a value. For a list tag each item a member holds counts.
+ *  Returns as cdp_audience_count; also CDP_EINVALID for an undefined tag. */
+CDP_API int32_t cdp_audience_distribution(cdp_buf *out, cdp_engine *engine,
+                                          const char *request, uint64_t len);
+
+/** Exports an audience for a channel: one line per member with the identifier the
+ *  channel reaches them by. request as for cdp_audience_count, plus "channel" (the
+ *  identifier types the channel reaches, best first, required, e.g. ["mobile"]),
+ *  "format" ("ndjson", the default, or "csv"), "mask" (default false) and "fallback"
+ *  (default true). The pick is the member's earliest-seen identifier of the first
+ *  channel type it holds; with fallback, a member holding none is reached through the
+ *  best identifier of the source of its latest record, named in "fallback_source".
+ *  Members with no pick are left out. out receives text, not a JSON document:
+ *  @code
+ *  {"oneid":N,"type":"mobile","value":"13917205836","holdout":false}
+ *  {"oneid":N,"type":"buyer_id","value":"jd-7","fallback_source":"jd"}
+ *  @endcode
+ *  or, as CSV, the header "oneid,type,value,source,holdout" and one row per member.
+ *  Returns as cdp_audience_count; also CDP_EINVALID for a missing channel or an unknown
+ *  type or format. */
+CDP_API int32_t cdp_audience_export(cdp_buf *out, cdp_engine *engine, const char *request,
+                                    uint64_t len);
+
+/** Saves an audience under a name: its request, with "expr" or "ast" and an optional
+ *  "holdout" (not "audience"). Saving under an existing name replaces the request and
+ *  keeps its count history (the next recount's entered and left compare with the last
+ *  count). The request is checked now, by selecting it once. out (may be NULL)
+ *  receives {"name":"...","count":N}.
+ *  Returns CDP_OK, CDP_EINVALID (a name of 0 or over 256 bytes, or a request
+ *  cdp_audience_count refuses), CDP_ELIMIT (over limits.max_audiences), CDP_EMISUSE,
+ *  CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_audience_save(cdp_buf *out, cdp_engine *engine, const char *name,
+                                  uint64_t name_len, const char *request, uint64_t len);
+
+/** Drops a saved audience. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE, CDP_EIO,
+ *  CDP_ENOMEM. */
+CDP_API int32_t cdp_audience_drop(cdp_engine *engine, const char *name, uint64_t len);
+
+/** Lists the saved audiences by name:
+ *  {"audiences":[{"name":"...","request":{...},"counts":N,"count":N|null,
+ *   "counted_at":ms|null}]} (counts: how many times cdp_audience_recount ran; count and
+ *  counted_at: its last result, null before the first). Returns CDP_OK, CDP_EMISUSE,
+ *  CDP_ENOMEM. */
+CDP_API int32_t cdp_audiences_list(cdp_buf *out, cdp_engine *engine);
+
+/** Counts a saved audience again at the engine's clock and remembers its members, so the
+ *  next count says who entered and left. out (may be NULL) receives, and the feed gets
+ *  as an audience_counted event:
+ *  {"audience":"...","count":N,"previous":N|null,"entered":N,"left":N,"now":ms}
+ *  (previous is null and entered is count on the first recount).
+ *  Returns CDP_OK, CDP_ENOTFOUND, CDP_ELIMIT (over limits.max_expr_steps), CDP_EMISUSE,
+ *  CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_audience_recount(cdp_buf *out, cdp_engine *engine, const char *name,
+                                     uint64_t len);
+
+/** Computes an operating metric: request names it ({"metric":"funnel",...}) and out
+ *  receives its report (docs/metrics.md lists the metrics, their requests and reports).
+ *  Like the audience queries, it compiles expressions and so is a write under rule 6;
+ *  nothing is logged.
+ *  Returns CDP_OK, CDP_EINVALID (bad JSON: line and column; a bad field, named),
+ *  CDP_ELIMIT (an evaluation over limits.max_expr_steps), CDP_EUNSUPPORTED (a build
+ *  without metrics), CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_metrics(cdp_buf *out, cdp_engine *engine, const char *request,
+                            uint64_t len);
 /** @} */
 
 #ifdef __cplusplus

@@ -263,6 +263,10 @@ struct Options {
   bool json = false, mask = false;
   std::string config_path, assign_path, now;
   uint64_t limit = 0;  // 0: no limit
+  std::string defs_path;     // tag definitions (tags --define, audience --defs)
+  std::string holdout;       // SALT:PERCENT
+  std::string distribution;  // tag,tag
+  uint64_t members = 10;     // members listed by audience
   std::vector<std::string> args;  // identifiers first, then files
 };
 
@@ -771,6 +775,162 @@ int cmd_eval(Options &o) {
   return kOk;
 }
 
+// ---- Tags and audiences ----
+
+Json number_text(std::string digits) { return Json(Json::Number, std::move(digits)); }
+
+// Defines the tags of --define/--defs at the clock --now sets (else the newest record's
+// time), after the files are ingested: every tag is evaluated once, for every person.
+// Returns the definition report (null without definitions).
+Json define_tags(const Engine &e, const Options &o) {
+  if (!o.now.empty()) {
+    Buf out;
+    check(cdp_advance(&out.b, e.get(), parse_now(o.now)), "--now");
+  }
+  if (o.defs_path.empty()) return Json();
+  std::string defs = read_file(o.defs_path);
+  Buf out;
+  check(cdp_tags_define(&out.b, e.get(), defs.data(), defs.size()), o.defs_path);
+  return out.json();
+}
+
+// One cdp_audience_* query with a request built from fields.
+Json audience_query(const Engine &e, int32_t (*query)(cdp_buf *, cdp_engine *, const char *, uint64_t),
+                    const char *what, std::vector<std::pair<std::string, Json>> fields) {
+  Json req{Json::Object};
+  req.fields = std::move(fields);
+  std::string text = to_json(req);
+  Buf out;
+  check(query(&out.b, e.get(), text.data(), text.size()), what);
+  return out.json();
+}
+
+// "tmall 30, jd 10, 3 others, 1 without": a tag's distribution on one line.
+std::string values_text(const Json &d) {
+  std::string s;
+  for (const Json &v : d["values"].items)
+    s += (s.empty() ? "" : ", ") + brief("", v["value"]) + " " + v["count"].text;
+  if (d["other"].u64()) s += (s.empty() ? "" : ", ") + d["other"].text + " other";
+  if (d["none"].u64()) s += (s.empty() ? "" : ", ") + d["none"].text + " without";
+  return s.empty() ? "-" : s;
+}
+
+int cmd_tags(Options &o) {
+  if (o.defs_path.empty()) fail(kUsage, "tags needs --define DEFS.json");
+  Engine e(config_of(o));
+  ingest_all(e, o.args, false);
+  Json defined = define_tags(e, o);
+  Buf list;
+  check(cdp_tags_list(&list.b, e.get()), "list the tags");
+  Json catalogue = list.json();
+  Json names{Json::Array};
+  for (const Json &t : catalogue["tags"].items) names.items.push_back(t["name"]);
+  Json dist;
+  if (!names.items.empty())
+    dist = audience_query(e, cdp_audience_distribution, "tag distribution",
+                          {{"expr", string("true")}, {"tags", names}, {"top", number(3)}});
+  if (o.json) {
+    Json doc{Json::Object};
+    doc.fields = {{"defined", defined["defined"]}, {"tags", catalogue["tags"]}, {"distribution", dist}};
+    std::printf("%s\n", to_json(doc).c_str());
+    return kOk;
+  }
+  std::printf("%zu tag%s over %llu persons\n", names.items.size(), names.items.size() == 1 ? "" : "s",
+              (unsigned long long)dist["count"].u64());
+  std::printf("  %-16s %-10s %-9s %8s  %s\n", "name", "kind", "type", "persons", "top values");
+  for (const Json &t : catalogue["tags"].items)
+    std::printf("  %-16s %-10s %-9s %8s  %s\n", t["name"].text.c_str(), t["kind"].text.c_str(),
+                t["type"].text.c_str(), t["persons"].text.c_str(),
+                values_text(dist["tags"][t["name"].text]).c_str());
+  return kOk;
+}
+
+int cmd_audience(Options &o) {
+  if (o.args.empty()) fail(kUsage, "expected an EXPRESSION");
+  std::string expr = o.args[0];
+  o.args.erase(o.args.begin());
+  std::vector<std::pair<std::string, Json>> base = {{"expr", string(expr)}};
+  if (!o.holdout.empty()) {
+    size_t colon = o.holdout.rfind(':');
+    std::string pct = colon == std::string::npos ? "" : o.holdout.substr(colon + 1);
+    char *end = nullptr;
+    double p = std::strtod(pct.c_str(), &end);
+    if (colon == 0 || colon == std::string::npos || pct.empty() || *end || !(p >= 0 && p <= 100))
+      fail(kUsage, "--holdout: expected SALT:PERCENT, e.g. spring-sale:10");
+    Json h{Json::Object};
+    h.fields = {{"salt", string(o.holdout.substr(0, colon))}, {"percent", number_text(pct)}};
+    base.emplace_back("holdout", std::move(h));
+  }
+  Engine e(config_of(o));
+  ingest_all(e, o.args, false);
+  define_tags(e, o);
+
+  Json count = audience_query(e, cdp_audience_count, "count the audience", base);
+  // The distribution over the tags asked for, else over every tag defined.
+  Json names{Json::Array};
+  if (!o.distribution.empty()) {
+    for (size_t from = 0; from <= o.distribution.size();) {
+      size_t comma = std::min(o.distribution.find(',', from), o.distribution.size());
+      if (comma > from) names.items.push_back(string(o.distribution.substr(from, comma - from)));
+      from = comma + 1;
+    }
+  } else {
+    Buf list;
+    check(cdp_tags_list(&list.b, e.get()), "list the tags");
+    Json catalogue = list.json();
+    for (const Json &t : catalogue["tags"].items) names.items.push_back(t["name"]);
+  }
+  Json dist;
+  if (!names.items.empty()) {
+    auto req = base;
+    req.emplace_back("tags", names);
+    req.emplace_back("top", number(5));
+    dist = audience_query(e, cdp_audience_distribution, "distribution", std::move(req));
+  }
+  Json members{Json::Array};
+  if (o.members > 0) {
+    auto req = base;
+    req.emplace_back("limit", number(o.members));
+    Json page = audience_query(e, cdp_audience_members, "members", std::move(req));
+    for (const Json &m : page["members"].items) {
+      Buf p;
+      check(cdp_person_identifiers(&p.b, e.get(), m["oneid"].u64(), o.mask ? CDP_MASK : 0), "read a member");
+      Json person = p.json();
+      if (m["holdout"].has()) person.fields.emplace_back("holdout", m["holdout"]);
+      members.items.push_back(std::move(person));
+    }
+  }
+  if (o.json) {
+    Json doc{Json::Object};
+    doc.fields = {{"expr", string(expr)}, {"count", count}, {"distribution", dist}, {"members", members}};
+    std::printf("%s\n", to_json(doc).c_str());
+    return kOk;
+  }
+  std::printf("%s persons at %s", count["count"].text.c_str(), date(count["now"].u64()).c_str());
+  if (count["holdout"].has())
+    std::printf(": %s target, %s holdout", count["target"].text.c_str(), count["holdout"].text.c_str());
+  const Json &plan = count["plan"];
+  std::printf("\n  %s condition%s from tag indexes, %s evaluated per person (%s evaluations)\n",
+              plan["indexed_leaves"].text.c_str(), plan["indexed_leaves"].u64() == 1 ? "" : "s",
+              plan["scanned_leaves"].text.c_str(), plan["persons_evaluated"].text.c_str());
+  if (dist.has()) {
+    std::printf("Distribution:\n");
+    for (const auto &[name, d] : dist["tags"].fields)
+      std::printf("  %-16s %s\n", name.c_str(), values_text(d).c_str());
+  }
+  if (!members.items.empty()) {
+    std::printf("Members (first %zu):\n", members.items.size());
+    for (const Json &p : members.items) {
+      std::string ids;
+      for (const Json &id : p["identifiers"].items)
+        ids += (ids.empty() ? "" : ", ") + id["type"].text + ":" + id["value"].text;
+      std::printf("  OneID %-20s %s%s\n", p["oneid"].text.c_str(), ids.c_str(),
+                  p["holdout"].flag ? "  [holdout]" : "");
+    }
+  }
+  return kOk;
+}
+
 int cmd_config(Options &o) {
   if (!o.args.empty()) fail(kUsage, "config takes no arguments");
   Buf out;
@@ -781,7 +941,10 @@ int cmd_config(Options &o) {
 
 // ---- Command table and help ----
 
-enum : unsigned { kAssign = 1, kMask = 2, kLimit = 4, kNow = 8 };
+enum : unsigned {
+  kAssign = 1, kMask = 2, kLimit = 4, kNow = 8, kDefine = 16, kDefs = 32, kHoldout = 64, kDistribution = 128,
+  kMembers = 256,
+};
 
 struct Command {
   const char *name, *args, *summary;
@@ -805,6 +968,9 @@ const Command kCommands[] = {
      cmd_resolve},
     {"person", "[--mask] TYPE:VALUE FILES...", "print the person holding an identifier: identifiers, attributes with their source, events", kMask, cmd_person},
     {"eval", "--now TIME EXPRESSION TYPE:VALUE FILES...", "evaluate an expression (docs/expressions.md) for the person holding an identifier", kNow, cmd_eval},
+    {"tags", "[--now TIME] --define DEFS.json FILES...", "define tags (docs/tags.md) and print the catalogue: kind, type, persons, top values", kNow | kDefine, cmd_tags},
+    {"audience", "EXPRESSION [--defs DEFS.json] [--now TIME] [--holdout SALT:PERCENT] [--distribution TAG,TAG] [--members N] [--mask] FILES...",
+     "count an audience (docs/audiences.md), its spread over tags and its first members", kNow | kDefs | kHoldout | kDistribution | kMembers | kMask, cmd_audience},
     {"config", "", "print the built-in engine config, a starting point for --config", 0, cmd_config},
 };
 
@@ -812,7 +978,8 @@ const char kExitCodes[] =
     "Exit codes:\n"
     "  0  success (ingest succeeds when lines are rejected: the summary lists them)\n"
     "  1  usage error\n"
-    "  2  input or engine error (unreadable file, bad config, engine failure)\n"
+    "  2  input or engine error (unreadable file, bad config, tag definitions or expression,\n"
+    "     engine failure)\n"
     "  3  not found (resolve, person, explain, eval: an identifier the engine does not know)\n";
 
 void main_help() {
@@ -844,12 +1011,21 @@ void command_help(const Command &c) {
         "  --assign OUT  write the OneID of every input line to OUT: \"line<TAB>oneid\"; with\n"
         "                several files \"file<TAB>line<TAB>oneid\", line numbers per file. The\n"
         "                OneID is empty where the line was rejected or linked no identifier.\n";
+  if (c.options & kDefine) options += "  --define DEFS.json  the tag definitions (one object or an array; docs/tags.md), required\n";
+  if (c.options & kDefs) options += "  --defs DEFS.json  tag definitions the expression may read as tags.NAME\n";
   if (c.options & kMask) options += "  --mask        mask identifier values (138****8000, a***@x.com)\n";
   if (c.options & kLimit) options += "  --limit N     print at most N entries\n";
   if (c.options & kNow)
     options +=
         "  --now TIME    the evaluation time: epoch ms or 2024-03-01T10:00:00+08:00 (a bare date is\n"
         "                midnight at +08:00); windows and today() are relative to it\n";
+  if ((c.options & kNow) && (c.options & (kDefine | kDefs)))
+    options += "                (default: the newest record's time); tags are evaluated at it\n";
+  if (c.options & kHoldout)
+    options += "  --holdout SALT:PERCENT  hold PERCENT of the audience out, by a hash of OneID and SALT\n";
+  if (c.options & kDistribution)
+    options += "  --distribution TAG,TAG  the tags to show the spread over (default: every tag defined)\n";
+  if (c.options & kMembers) options += "  --members N   list the first N members (default 10; 0: none)\n";
   if (!options.empty()) std::printf("\nOptions:\n%s", options.c_str());
   if (std::string_view(c.args).find("TYPE:VALUE") != std::string_view::npos)
     std::printf("\nValues are normalised first (mobile:+86 139-1720-5836 finds 13917205836);\n"
@@ -896,6 +1072,19 @@ int main(int argc, char **argv) {
         o.mask = true;
       } else if (cmd && (cmd->options & kNow) && a == "--now") {
         o.now = value("a TIME");
+      } else if (cmd && (cmd->options & kDefine) && a == "--define") {
+        o.defs_path = value("a DEFS.json file");
+      } else if (cmd && (cmd->options & kDefs) && a == "--defs") {
+        o.defs_path = value("a DEFS.json file");
+      } else if (cmd && (cmd->options & kHoldout) && a == "--holdout") {
+        o.holdout = value("SALT:PERCENT");
+      } else if (cmd && (cmd->options & kDistribution) && a == "--distribution") {
+        o.distribution = value("TAG,TAG");
+      } else if (cmd && (cmd->options & kMembers) && a == "--members") {
+        std::string n = value("a number");
+        char *end = nullptr;
+        o.members = std::strtoull(n.c_str(), &end, 10);
+        if (n.empty() || *end || n[0] == '-' || o.members > 10000) throw Failure{kUsage, "--members needs 0 to 10000"};
       } else if (cmd && (cmd->options & kLimit) && a == "--limit") {
         std::string n = value("a number");
         char *end = nullptr;

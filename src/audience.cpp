@@ -254,6 +254,19 @@ class Planner {
     if (n["op"].get(op) != simdjson::SUCCESS) return std::optional<Bitmap>();
     if (op != "<" && op != "<=" && op != ">" && op != ">=" && op != "==" && op != "!=")
       return std::optional<Bitmap>();
+    // Only the tag itself against a literal is monotone in the tag's value (`tags.n % 2 ==
+    // 0` is not); anything else goes per person.
+    {
+      dom::array args;
+      if (n["args"].get(args) != simdjson::SUCCESS || args.size() != 2) return std::optional<Bitmap>();
+      auto is_ref = [](dom::element x) {
+        std::string_view ref;
+        return x["ref"].get(ref) == simdjson::SUCCESS && ref == "tags";
+      };
+      auto is_lit = [](dom::element x) { return x["lit"].error() == simdjson::SUCCESS; };
+      dom::element a = args.at(0).value(), b = args.at(1).value();
+      if (!((is_ref(a) && is_lit(b)) || (is_lit(a) && is_ref(b)))) return std::optional<Bitmap>();
+    }
     if (c->exists.isEmpty()) return std::optional<Bitmap>(null_holds ? all : Bitmap());
     // The encoded values present bound the search.
     uint64_t lo = UINT64_MAX, hi = 0;

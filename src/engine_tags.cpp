@@ -9,6 +9,7 @@
 #include "cdp/engine.hpp"
 #include "engine_internal.hpp"
 #include "json_util.hpp"
+#include "metrics.hpp"
 #include "simdjson.h"
 #include "tags_internal.hpp"
 #include "util.hpp"
@@ -461,8 +462,12 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
   {
     dom::parser p;
     dom::element r;
-    if (json::Locate(request_json).found || p.parse(request_json).get(r) != simdjson::SUCCESS ||
-        r.type() != dom::element_type::OBJECT)
+    if (auto bad = json::Locate(request_json); bad.found) {
+      uint32_t line, col;
+      json::LineColumn(request_json, bad.offset, line, col);
+      return absl::InvalidArgumentError(Cat("audience request: line ", line, ", column ", col, ": ", bad.message));
+    }
+    if (p.parse(request_json).get(r) != simdjson::SUCCESS || r.type() != dom::element_type::OBJECT)
       return absl::InvalidArgumentError("audience request: expected a JSON object");
     if (r["audience"].error() == simdjson::SUCCESS)
       return Bad("audience", "a saved audience is an expression, not another saved audience");
@@ -471,6 +476,8 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
   auto sel = Select(request_json);
   if (!sel.ok()) return sel.status();
   auto& saved = audiences_->by_name[std::string(name)];
+  // A new request is a new audience: its first count is compared with nothing.
+  if (saved.request != request_json) saved = SavedAudiences::Saved{};
   saved.request.assign(request_json);
   if (auto st = Log(kLogSaveAudience, {name, request_json}); !st.ok()) return st;
   return Cat("{\"name\":", [&] { std::string s; json::AppendString(s, name); return s; }(),
@@ -551,7 +558,40 @@ absl::StatusOr<std::string> Engine::RecountAudience(std::string_view name) {
 // --- metrics ----------------------------------------------------------------------------
 
 absl::StatusOr<std::string> Engine::Metrics(std::string_view request_json) {
-  return absl::UnimplementedError("metrics: not wired yet");
+  // {"audience": {...}} restricts a metric to an audience (any audience request: expr,
+  // ast or a saved name); the metric reads the rest of the request.
+  std::optional<Bitmap> members;
+  {
+    dom::parser p;
+    dom::element root;
+    dom::object aud;
+    if (!json::Locate(request_json).found && p.parse(request_json).get(root) == simdjson::SUCCESS &&
+        root["audience"].get(aud) == simdjson::SUCCESS) {
+      auto sel = Select(simdjson::minify(aud));
+      if (!sel.ok()) return absl::Status(sel.status().code(), Cat("audience: ", sel.status().message()));
+      members = std::move((*sel)->members);
+    }
+  }
+  std::string stripped;
+  std::string_view request = request_json;
+  if (members) {
+    // The metric module refuses keys it does not know: hand it the request without "audience".
+    dom::parser p;
+    dom::object o;
+    if (p.parse(request_json).get(o) != simdjson::SUCCESS) return absl::InternalError("metrics: request reparse");
+    json::Writer w(stripped);
+    w.BeginObject();
+    for (auto [k, v] : o)
+      if (k != "audience") w.Key(k).Raw(simdjson::minify(v));
+    w.EndObject();
+    request = stripped;
+  }
+  auto with_subject = [&](uint32_t slot, absl::FunctionRef<void(const Subject&)> f) {
+    TaggedView v(*tags_, slot);
+    f(v);
+  };
+  metrics::Population pop{*profiles_, members ? &*members : nullptr, with_subject, &cfg_};
+  return metrics::Run(pop, request, *profiles_, expr_limits_);
 }
 
 }  // namespace cdp

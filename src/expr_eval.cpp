@@ -5,6 +5,8 @@
 // valid_until is computed alongside each value as the minimum over the parts that decided
 // it: a short-circuited operand did not decide the result, so it does not count (while a
 // false `a` stays false, `a && b` stays false whatever b does).
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -99,6 +101,12 @@ constexpr int64_t kDateLimit = 100'000'000;
 
 bool CivilSafe(int64_t ms) { return ms > -kCivilLimitMs && ms < kCivilLimitMs; }
 bool DateSafe(int64_t d) { return d > -kDateLimit && d < kDateLimit; }
+
+// What an aggregate learnt of its window's oldest event while reading it (else its time):
+// nothing, or that the window holds none. No event in a window has either time, since a
+// window of days starts and ends at finite instants.
+constexpr int64_t kOldestUnknown = INT64_MIN;
+constexpr int64_t kWindowEmpty = INT64_MAX;
 
 bool RoundHalfEven(double x, int64_t& out) {
   if (!(std::fabs(x) < 9.2e18)) return false;
@@ -318,10 +326,25 @@ struct Evaluator::State {
     }
     return today;
   }
+  // Local midnights by day, for p->zone: a pure function of the zone, asked for the same
+  // few days (window edges, the days events leave them) for every person at one now.
+  // Direct-mapped; emptied by bumping day_start_gen when the zone changes.
+  struct DayStartMemo {
+    int32_t day = 0;
+    uint32_t gen = 0;
+    int64_t ms = 0;
+  };
+  std::array<DayStartMemo, 32> day_starts{};
+  uint32_t day_start_gen = 1;  // never that of a fresh entry
+  int64_t DayStart(int32_t day) {
+    DayStartMemo& m = day_starts[static_cast<uint32_t>(day) % day_starts.size()];
+    if (m.gen != day_start_gen || m.day != day) m = {day, day_start_gen, p->zone.DayStart(day)};
+    return m.ms;
+  }
   int64_t NextMidnight(const TimeZone& z) {
     if (&z != &p->zone) return z.DayStart(z.DayOf(now) + 1);
     if (!have_midnight) {
-      midnight = p->zone.DayStart(Today() + 1);
+      midnight = DayStart(Today() + 1);
       have_midnight = true;
     }
     return midnight;
@@ -345,6 +368,9 @@ struct Evaluator::State {
   Value MoneyArith(POp op, const Value& a, const Value& b);
   Value Call(const PNode& x, const uint32_t* k, int64_t& vu);
   Value Aggregate(const PNode& x, const uint32_t* k, int64_t& vu);
+  Value Fold(const PNode& x, const uint32_t* k, bool all, int32_t first, int32_t last, int64_t& vu,
+             int64_t& oldest);
+  int64_t SlideUntil(uint32_t type, int32_t first, int32_t last, int64_t oldest);
   Value ToText(const Value& v);
 };
 
@@ -761,10 +787,8 @@ Value Evaluator::State::Call(const PNode& x, const uint32_t* k, int64_t& vu) {
 Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu) {
   const Window& w = p->windows[x.win];
   Agg agg = static_cast<Agg>(x.aux);
-  const TimeZone& zone = p->zone;
   int32_t first = INT32_MIN, last = INT32_MAX;
   bool all = w.kind == Window::kAll;
-  if (w.relative() || agg == Agg::kDaysSince) vu = std::min(vu, NextMidnight(zone));
   if (w.kind == Window::kBetween) {
     first = w.from;
     last = w.to;
@@ -786,11 +810,36 @@ Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu
       default: first = DaysFromCivil(y - 1, 1, 1); last = DaysFromCivil(y, 1, 1) - 1; break;
     }
   }
+  int64_t oldest = kOldestUnknown;
+  Value v = Fold(x, k, all, first, last, vu, oldest);
+  if (exhausted) return Value();
+  if (w.kind == Window::kLastDays && agg != Agg::kDaysSince) {
+    // A sliding window's aggregate changes only when the window's events do, which is
+    // usually weeks away: a tag over millions of persons must not be redone each midnight.
+    // The change cannot come before the next midnight, so when an earlier bound is already
+    // known the look-up would be wasted.
+    if (vu > NextMidnight(p->zone)) vu = std::min(vu, SlideUntil(x.id, first, last, oldest));
+  } else if (w.relative() || agg == Agg::kDaysSince) {
+    // Calendar periods jump at their boundaries and days_since counts days itself: both
+    // move with today.
+    vu = std::min(vu, NextMidnight(p->zone));
+  }
+  return v;
+}
+
+// The aggregate's value over the local days [first, last] (all time when all). Sets oldest
+// to the time of the window's oldest event of the type, or kWindowEmpty, when the way it
+// read the window tells it for free; else leaves it.
+Value Evaluator::State::Fold(const PNode& x, const uint32_t* k, bool all, int32_t first, int32_t last,
+                             int64_t& vu, int64_t& oldest) {
+  Agg agg = static_cast<Agg>(x.aux);
+  const TimeZone& zone = p->zone;
   const bool filter = x.nkids > 0;
   const bool amount = x.flags == expr::kPropAmount;
   // The fast path: day counters, no event rescans.
   if (!filter && (agg == Agg::kCount || agg == Agg::kActiveDays || ((agg == Agg::kSum || agg == Agg::kAvg) && amount))) {
     Subject::Totals t = s->DayTotals(x.id, first, last);
+    if (t.count == 0) oldest = kWindowEmpty;
     switch (agg) {
       case Agg::kCount: return Value::Int(static_cast<int64_t>(t.count));
       case Agg::kActiveDays: return Value::Int(t.active_days);
@@ -802,8 +851,8 @@ Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu
       }
     }
   }
-  int64_t from_ms = all ? INT64_MIN : zone.DayStart(first);
-  int64_t to_ms = all ? INT64_MAX : zone.DayStart(last + 1);
+  int64_t from_ms = all ? INT64_MIN : DayStart(first);
+  int64_t to_ms = all ? INT64_MAX : DayStart(last + 1);
   bool reverse = agg == Agg::kLast || agg == Agg::kDaysSince;
   uint64_t n = 0;
   int64_t fen = 0;
@@ -813,7 +862,11 @@ Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu
   Value acc = agg == Agg::kSum && !amount ? Value::Int(0) : Value();
   Value found;
   if (agg == Agg::kDistinct) distinct.Clear();
+  // Oldest first, the first event the scan hands out is the window's oldest: noted before
+  // the filter, because any event of the type leaving the window may change the result.
+  if (!reverse) oldest = kWindowEmpty;
   s->Scan(x.id, from_ms, to_ms, reverse, [&](const EventView& e) {
+    if (!reverse && oldest == kWindowEmpty) oldest = e.ts;
     if (!Step()) return false;
     if (filter) {
       ev = &e;
@@ -887,6 +940,55 @@ Value Evaluator::State::Aggregate(const PNode& x, const uint32_t* k, int64_t& vu
   }
 }
 
+// The local midnight that starts the first day on which the events of `type` in the
+// window [first, last] differ as it slides a day at a time: after s days it is
+// [first + s, last + s], so the oldest event (day o) leaves at s = o - first + 1 and the
+// first event dated after the window (day n, a future-dated event) enters at s = n - last.
+// kForever when there is neither. It takes at most two scans, each stopping within a few
+// events, and no steps, so it cannot change whether an evaluation fits max_steps.
+int64_t Evaluator::State::SlideUntil(uint32_t type, int32_t first, int32_t last, int64_t oldest) {
+  const TimeZone& zone = p->zone;
+  // Days of instants beyond the civil range are taken at its edge: an earlier day only
+  // brings the bound forward, which keeps it honest.
+  auto day_of = [&](int64_t ts) -> int64_t {
+    return zone.DayOf(std::clamp(ts, -kCivilLimitMs + 1, kCivilLimitMs - 1));
+  };
+  int64_t next = kWindowEmpty;  // the first event dated after the window, if any
+  bool have_next = false;       // whether next is known
+  if (oldest == kOldestUnknown) {
+    // A scan from the window's start meets its oldest event first. Walking on a few events
+    // also meets the first one after the window when the window holds only those few, as
+    // most persons' windows do, and spares the second scan.
+    constexpr int kWalk = 8;
+    oldest = kWindowEmpty;
+    have_next = true;  // unless the walk stops short of the end
+    int walked = 0;
+    s->Scan(type, DayStart(first), INT64_MAX, false, [&](const EventView& e) {
+      int64_t day = day_of(e.ts);
+      if (day > last) {
+        next = e.ts;
+        return false;
+      }
+      if (oldest == kWindowEmpty) oldest = e.ts;
+      if (++walked < kWalk) return true;
+      have_next = false;
+      return false;
+    });
+  }
+  int64_t days = INT64_MAX;
+  if (oldest != kWindowEmpty) days = day_of(oldest) - first + 1;
+  // One day is the least slide there is: then what might enter does not matter.
+  if (!have_next && days > 1) {
+    s->Scan(type, DayStart(last + 1), INT64_MAX, false, [&](const EventView& e) {
+      next = e.ts;
+      return false;
+    });
+  }
+  if (next != kWindowEmpty) days = std::min(days, day_of(next) - last);
+  if (days == INT64_MAX) return kForever;
+  return DayStart(static_cast<int32_t>(Today() + days));
+}
+
 Evaluator::Evaluator(const ExprLimits& lim) : st_(std::make_unique<State>()) { st_->lim = lim; }
 Evaluator::~Evaluator() = default;
 Evaluator::Evaluator(Evaluator&&) noexcept = default;
@@ -897,11 +999,18 @@ absl::StatusOr<EvalResult> Evaluator::Eval(const Expr& e, const Subject& s, int6
   st.p = &e.program();
   st.s = &s;
   st.now = now_ms;
-  if (now_ms != st.cached_now || st.p->zone.name() != st.cached_zone) {
+  bool new_zone = st.p->zone.name() != st.cached_zone;
+  if (now_ms != st.cached_now || new_zone) {
     st.cached_now = now_ms;
-    st.cached_zone = st.p->zone.name();
     st.have_today = false;
     st.have_midnight = false;
+  }
+  if (new_zone) {
+    st.cached_zone = st.p->zone.name();
+    if (++st.day_start_gen == 0) {  // wrapped: no stale entry may match the new generation
+      st.day_starts.fill({});
+      st.day_start_gen = 1;
+    }
   }
   st.steps = st.lim.max_steps;
   st.exhausted = false;

@@ -58,7 +58,7 @@ STORE_PAD=5f0c2d7e-9a41-4b3e-8c11-2e6f7a9b3c55
 case $CASE in
 usage)
   run 0 --help;                 check "help lists exit codes" grep -q "Exit codes" "$TMP/out"
-  for c in ingest persons person eval merges conflicts quarantined explain resolve config; do
+  for c in ingest persons person eval tags audience merges conflicts quarantined explain resolve config; do
     run 0 "$c" --help;          check "$c --help shows usage" grep -q "Usage: cdp .*$c" "$TMP/out"
   done
   run 1
@@ -72,6 +72,15 @@ usage)
   run 1 eval --now yesterday 'true' mobile:13817265409 "${FILES[@]}"
   run 2 eval --now 0 'count(order' mobile:13817265409 "${FILES[@]}"
   check "a bad expression names line and column" grep -q "line 1, column" "$TMP/err"
+  run 1 tags "${FILES[@]}"                                   # no --define
+  run 1 audience                                             # no expression
+  run 1 audience 'true' --holdout 10 "${FILES[@]}"           # not SALT:PERCENT
+  run 1 audience 'true' --members -1 "${FILES[@]}"
+  run 2 audience 'count(order' "${FILES[@]}"
+  check "a bad audience expression names line and column" grep -q "line 1, column" "$TMP/err"
+  echo '{"name":"x","kind":"rule","when":"tags.nope"}' >"$TMP/bad_tags.json"
+  run 2 tags --define "$TMP/bad_tags.json" "${FILES[@]}"
+  check "a bad definition is named" grep -q "tags.nope, which is not defined" "$TMP/err"
   run 2 ingest no-such-file.ndjson
   echo '{"types": ' >"$TMP/bad.json"
   run 2 --config "$TMP/bad.json" ingest "${FILES[@]}"
@@ -124,7 +133,7 @@ pwc)  # Li Na: every identifier resolves to one OneID
   check "person shows the order summary" grep -Eq 'order +3 +amount 528.29' "$TMP/out"
   run 0 --json person mobile:13817265409 "${FILES[@]}"
   check "person --json has the orders' amount" json_true 'd["events"]["order"]["amount"] == 528.29' "$TMP/out"
-  run 0 eval --now 2024-01-10T09:00:00+08:00 'sum(order.amount) >= 500 && count(order, 30d) == 0' mobile:13817265409 "${FILES[@]}"
+  run 0 eval --now 2024-01-10T09:00:00+08:00 'sum(order.amount) >= 500 && days_since(order) > 100' mobile:13817265409 "${FILES[@]}"
   check "eval prints the value and until when it holds" grep -q '^true (bool), valid until 2024-01-10 16:00Z' "$TMP/out"
   run 0 --json eval --now 1704848400000 'days_since(order)' mobile:13817265409 "${FILES[@]}"
   check "eval --json gives value, kind and valid_until" json_true 'd["kind"] == "int" and d["value"] == 154' "$TMP/out"
@@ -167,6 +176,34 @@ feed)
   check "the store pad is quarantined" grep -q "$STORE_PAD" "$TMP/out"
   run 0 quarantined --limit 1 "${FILES[@]}"
   check "--limit 1 shows one event" test "$(grep -c '^#' "$TMP/out")" = 1
+  ;;
+tags)  # tags.json on the bundled data: the catalogue, an audience, its spread and members
+  NOW=2023-12-31
+  run 0 tags --define tags.json --now $NOW "${FILES[@]}"
+  check "the catalogue lists the five tags" grep -q '^5 tags over [1-9][0-9]* persons' "$TMP/out"
+  check "value_tier is a rule with its top values" grep -Eq '^  value_tier +rule +string +[1-9][0-9]* +high [1-9]' "$TMP/out"
+  check "city is imported from the CRM" grep -Eq '^  city +import +string .*上海 [1-9]' "$TMP/out"
+  run 0 --json tags --define tags.json --now $NOW "${FILES[@]}"
+  check "tags --json: catalogue, definitions and distribution agree" \
+    json_true '[t["name"] for t in d["tags"]] == [x["name"] for x in d["defined"]] and all(t["persons"] == d["distribution"]["count"] - d["distribution"]["tags"][t["name"]]["none"] for t in d["tags"])' "$TMP/out"
+  # Li Na (Shanghai, 528.29 in Tmall orders alone) is a high-value customer.
+  AUD='tags.value_tier == "high" && attrs.city == "上海"'
+  run 0 --json audience "$AUD" --defs tags.json --now $NOW --holdout spring:20 --members 100 "${FILES[@]}"
+  check "audience --json: count = target + holdout = members" \
+    json_true 'd["count"]["count"] == d["count"]["target"] + d["count"]["holdout"] == len(d["members"]) > 0' "$TMP/out"
+  check "the holdout members are flagged" \
+    json_true 'sum(m["holdout"] for m in d["members"]) == d["count"]["holdout"]' "$TMP/out"
+  check "the distribution covers every member" \
+    json_true 'd["distribution"]["tags"]["value_tier"]["values"] == [{"value": "high", "count": d["count"]["count"]}]' "$TMP/out"
+  run 0 resolve mobile:13817265409 "${FILES[@]}"
+  LINA=$(cat "$TMP/out")
+  run 0 --json audience "$AUD" --defs tags.json --now $NOW --members 100 "${FILES[@]}"
+  check "Li Na is in the audience" json_true "$LINA in [m['oneid'] for m in d['members']]" "$TMP/out"
+  run 0 audience "$AUD" --defs tags.json --now $NOW --distribution value_tier,recent_buyer --members 2 --mask "${FILES[@]}"
+  check "text: the count and the plan" grep -Eq '^[1-9][0-9]* persons at 2023-12-30 16:00Z$' "$TMP/out"
+  check "text: one condition from the tag index" grep -q '1 condition from tag indexes, 1 evaluated per person' "$TMP/out"
+  check "text: only the tags asked for" test "$(sed -n '/^Distribution:/,/^Members/p' "$TMP/out" | grep -c '^  ')" = 2
+  check "text: two masked members" test "$(grep -c '^  OneID .*\*\*\*\*' "$TMP/out")" = 2
   ;;
 data)  # the bundled files are exactly what make_demo_data.py writes
   python3 make_demo_data.py "$TMP" >/dev/null

@@ -50,7 +50,7 @@ class ProfileTest(unittest.TestCase):
         with self.e.compile('attrs.city == "上海" && count(order, 30d) >= 1') as x:
             r = x.evaluate(self.oneid, MAR1 + 10 * 3600000)
             self.assertEqual((r.value, r.kind), (True, "bool"))
-            self.assertEqual(r.valid_until, MAR1 + DAY)  # the next local midnight
+            self.assertEqual(r.valid_until, MAR1 + 27 * DAY)  # the Feb 27 order leaves the window
             # 30 days later the order has left the window.
             self.assertFalse(x.evaluate(self.oneid, MAR1 + 30 * DAY).value)
         with self.e.compile("sum(order.amount)") as total:

@@ -425,14 +425,35 @@ TEST_CASE("expr: window functions over local days (Asia/Shanghai)") {
 TEST_CASE("expr: the fast path reads day totals, filters and min/max scan") {
   Env e;
   e.person.AddEvent("order", e.now - 1000, 100);
-  e.J("count(order, 30d) + active_days(order) > 0 && sum(order.amount, 7d) > 0 && avg(order.amount) > 0");
-  CHECK(e.person.day_totals_calls == 4);
-  CHECK(e.person.scan_calls == 0);
+  auto& p = e.person;
+  e.J("count(order) + active_days(order, this_month) > 0 && sum(order.amount, this_year) > 0 && avg(order.amount) > 0");
+  CHECK(p.day_totals_calls == 4);
+  CHECK(p.scan_calls == 0);
+  // A sliding window reads day totals for its value and scans only to bound valid_until:
+  // from the window's start, meeting its oldest event, then on past the window's end.
+  e.J("count(order, 30d)");
+  CHECK(p.day_totals_calls == 5);
+  CHECK(p.scan_calls == 1);
+  // When the totals say the window is empty, the scan starts past its end.
+  e.J("count(refund, 30d)");
+  CHECK(p.day_totals_calls == 6);
+  CHECK(p.scan_calls == 2);
+  // Filters and min/max scan the window; oldest first, that scan also meets its oldest
+  // event, and one more scan looks past the window.
   e.J("count(order, 30d, event.amount > 0)");
   e.J("max(order.amount, 30d)");
   e.J("distinct(order.sku)");
-  CHECK(e.person.scan_calls == 3);
-  CHECK(e.person.day_totals_calls == 4);
+  CHECK(p.scan_calls == 7);
+  CHECK(p.day_totals_calls == 6);
+
+  // A window of many events: the first scan stops after a few and a second one looks past
+  // the window, unless the oldest leaves tomorrow, the earliest change there is.
+  Env m;
+  for (int i = 0; i < 20; ++i) m.person.AddEvent("order", m.now - i * 60'000, 100);
+  m.J("count(order, 30d)");
+  CHECK(m.person.scan_calls == 2);
+  m.J("count(order, 1d)");
+  CHECK(m.person.scan_calls == 3);
 }
 
 TEST_CASE("expr: windows around month ends and leap days") {
@@ -487,7 +508,7 @@ TEST_CASE("expr: valid_until") {
   CHECK(vu("attrs.city == 'x'") == kForever);
   CHECK(vu("count(order) > 0") == kForever);
   CHECK(vu("count(order, between('2024-01-01', '2024-02-01')) > 0") == kForever);
-  CHECK(vu("count(order, 30d) >= 2") == midnight);
+  CHECK(vu("count(order, 30d) >= 2") == kForever);  // no order: the window stays empty
   CHECK(vu("today() == date('2024-03-15')") == midnight);
   CHECK(vu("days_since(order) == null") == midnight);
   CHECK(vu("int(now()) > 0") == e.now + 1);  // not linear in now(): conservative
@@ -497,11 +518,11 @@ TEST_CASE("expr: valid_until") {
   // A false time-independent operand decides `&&` alone.
   CHECK(vu("false && count(order, 30d) > 0") == kForever);
   CHECK(vu("attrs.missing == 1 && today() > date('2024-01-01')") == kForever);
-  CHECK(vu("true && count(order, 30d) == 0") == midnight);
+  CHECK(vu("true && days_since(order) == null") == midnight);
   CHECK(vu("true || today() > date('2024-01-01')") == kForever);
   CHECK(vu("today() > date('2024-01-01') || false") == midnight);
   CHECK(vu("false ? today() : 1") == kForever);
-  CHECK(vu("count(order, 30d, event.ts > now() - 1h) > 0") == midnight);
+  CHECK(vu("count(order, 30d, event.ts > now() - 1h) > 0") == kForever);  // the filter never ran
 
   // now() linear in a comparison: the exact flip instant.
   int64_t last = T("2024-02-01T00:00:00+08:00");
@@ -535,6 +556,202 @@ TEST_CASE("expr: valid_until") {
   CHECK(r.valid_until == kForever);
   r = e.Run("now() - person.last_seen > 30d && count(order, 7d) == 0");
   CHECK(r.valid_until == e.now - 1000 + 30 * cdp::kMsPerDay + 1);  // false: the first operand decides
+}
+
+TEST_CASE("expr: valid_until of a sliding window is the day its events change") {
+  Env e;  // now: 2024-03-15 12:00 +08:00
+  auto& p = e.person;
+  const char* any = "count(order, 30d) > 0";
+  const char* excl = "count(order, last_days(30, false)) > 0";
+  // No order at all, then one before the window, then a visit after it (another type): the
+  // window of orders stays empty, whatever the date.
+  CHECK(e.Run(any).valid_until == kForever);
+  p.AddEvent("order", T("2024-01-10T09:00:00+08:00"), 100);
+  p.AddEvent("visit", T("2024-03-20T09:00:00+08:00"));
+  CHECK(e.Run(any).valid_until == kForever);
+  CHECK(e.Run(excl).valid_until == kForever);
+  CHECK(e.Run("sum(order.amount, 7d, event.amount > 0)").valid_until == kForever);
+  // Any type sees the visit coming.
+  CHECK(e.Run("count('*', 30d) == 0").valid_until == T("2024-03-20T00:00:00+08:00"));
+
+  // The last order 10 days ago leaves [today - 29, today] on the day after its 30th.
+  p.AddEvent("order", T("2024-03-05T15:00:00+08:00"), 100);
+  auto r = e.Run(any);
+  CHECK(Json(r.value) == "true");
+  CHECK(r.valid_until == T("2024-04-04T00:00:00+08:00"));  // order day + 30
+  CHECK(e.J(any, r.valid_until) == "false");
+  CHECK(e.J(any, r.valid_until - 1) == "true");
+  // Without today the window is a day older, so the order stays a day longer.
+  r = e.Run(excl);
+  CHECK(r.valid_until == T("2024-04-05T00:00:00+08:00"));
+  CHECK(e.J(excl, r.valid_until) == "false");
+  CHECK(e.J(excl, r.valid_until - 1) == "true");
+  // Every aggregate but days_since, on each path (day totals, a filtered scan, a scan
+  // newest first), has the same bound: the window's events decide it.
+  for (const char* text : {"sum(order.amount, 30d)", "count(order, 30d, event.amount > 0)", "last(order, 30d)",
+                           "min(order.amount, 30d)", "distinct(order.amount, 30d)", "active_days(order, 30d)",
+                           "avg(order.amount, 30d)", "first(order, 30d)", "max(order.amount, last_days(30))"})
+    CHECK_MESSAGE(e.Run(text).valid_until == T("2024-04-04T00:00:00+08:00"), text);
+
+  // days_since and today() still move every midnight; so do calendar periods.
+  int64_t midnight = T("2024-03-16T00:00:00+08:00");
+  CHECK(e.Run("days_since(order) == 10").valid_until == midnight);
+  CHECK(e.Run("days_since(order, 30d) == 10").valid_until == midnight);
+  CHECK(e.Run("count(order, 30d) > 0 && today() < date('2025-01-01')").valid_until == midnight);
+  CHECK(e.Run("count(order, this_month) > 0").valid_until == midnight);
+  CHECK(e.Run("count(order, last_month) == 0").valid_until == midnight);
+  // A filter on now() adds its own flip instant: the order placed 30 minutes ago stops
+  // matching `event.ts > now() - 1h` in 30 minutes.
+  p.AddEvent("order", e.now - 30 * 60'000, 100);
+  const char* recent = "count(order, 30d, event.ts > now() - 1h) > 0";
+  r = e.Run(recent);
+  CHECK(Json(r.value) == "true");
+  CHECK(r.valid_until == e.now + 30 * 60'000);
+  CHECK(e.J(recent, r.valid_until) == "false");
+  CHECK(e.J(recent, r.valid_until - 1) == "true");
+}
+
+TEST_CASE("expr: valid_until of a sliding window counts future-dated events") {
+  Env e;  // now: 2024-03-15 12:00 +08:00
+  auto& p = e.person;
+  const char* in = "count(order, 30d)";
+  const char* ex = "count(order, last_days(30, false))";
+  // Dated after the window: it enters on its own day, or the day after without today.
+  p.AddEvent("order", T("2024-03-20T10:00:00+08:00"), 100);
+  auto r = e.Run(in);
+  CHECK(Json(r.value) == "0");
+  CHECK(r.valid_until == T("2024-03-20T00:00:00+08:00"));
+  CHECK(e.J(in, r.valid_until) == "1");
+  CHECK(e.J(in, r.valid_until - 1) == "0");
+  r = e.Run(ex);
+  CHECK(r.valid_until == T("2024-03-21T00:00:00+08:00"));
+  CHECK(e.J(ex, r.valid_until) == "1");
+  CHECK(e.J(ex, r.valid_until - 1) == "0");
+  // Later today, after now: inside the window that includes today, so it bounds the value
+  // only when it leaves; the window without today takes it in tomorrow.
+  p.AddEvent("order", T("2024-03-15T20:00:00+08:00"), 100);
+  r = e.Run(in);
+  CHECK(Json(r.value) == "1");
+  CHECK(r.valid_until == T("2024-03-20T00:00:00+08:00"));  // the 20th's order enters first
+  r = e.Run(ex);
+  CHECK(Json(r.value) == "0");
+  CHECK(r.valid_until == T("2024-03-16T00:00:00+08:00"));
+  CHECK(e.J(ex, r.valid_until) == "1");
+}
+
+TEST_CASE("expr: valid_until of a sliding window falls on local midnight (Asia/Shanghai)") {
+  Env e;  // now: 2024-03-15 12:00 +08:00; 30d = [2024-02-15, 2024-03-15]
+  auto& p = e.person;
+  // At the very first instant of the window: it leaves at the next local midnight, which is
+  // 16:00 UTC, not 00:00 UTC.
+  p.AddEvent("order", T("2024-02-15T00:00:00+08:00"), 100);
+  p.AddEvent("order", T("2024-02-14T23:59:59.999+08:00"), 100);  // the last instant before it
+  const char* text = "count(order, 30d)";
+  auto r = e.Run(text);
+  CHECK(Json(r.value) == "1");
+  CHECK(r.valid_until == T("2024-03-15T16:00:00Z"));
+  CHECK(e.J(text, r.valid_until) == "0");
+  CHECK(e.J(text, r.valid_until - 1) == "1");
+  // A future order on the 17th at 07:00 local is still the 16th in UTC: it enters on the
+  // local 17th.
+  Env f;
+  f.person.AddEvent("order", T("2024-03-17T07:00:00+08:00"), 100);
+  r = f.Run(text);
+  CHECK(r.valid_until == T("2024-03-16T16:00:00Z"));
+  CHECK(f.J(text, r.valid_until) == "1");
+  CHECK(f.J(text, r.valid_until - 1) == "0");
+}
+
+TEST_CASE("expr: valid_until of a sliding window across a DST change (America/New_York)") {
+  Env e("America/New_York");
+  e.now = T("2024-03-20T12:00:00-04:00");
+  // Placed on the 23-hour day; 30d on 2024-03-20 starts on 2024-02-20.
+  e.person.AddEvent("order", T("2024-03-10T03:30:00-04:00"), 100);
+  auto r = e.Run("count(order, 30d) > 0");
+  CHECK(r.valid_until == T("2024-04-09T00:00:00-04:00"));
+  CHECK(e.J("count(order, 30d) > 0", r.valid_until) == "false");
+  CHECK(e.J("count(order, 30d) > 0", r.valid_until - 1) == "true");
+}
+
+// Random persons and windows: valid_until is exactly the first local midnight at which the
+// window's events (counted by brute force here) differ from today's, and the value holds
+// at every midnight before it and 1 ms before it.
+TEST_CASE("expr: valid_until of sliding windows over random persons (seeded)") {
+  std::mt19937_64 rng(20240315);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const char* shapes[] = {
+      "count(order, W)",        "count(order, W, event.amount > 5000)", "sum(order.amount, W)",
+      "sum(order.amount, W, event.sku == 'A')", "distinct(order.sku, W)", "distinct(order.sku, W, event.amount > 5000)",
+      "last(order, W)",         "min(order.amount, W)",                 "count('*', W)",
+  };
+  int checked_finite = 0, checked_forever = 0;
+  for (int person = 0; person < 150; ++person) {
+    Env e;
+    const cdp::TimeZone& zone = e.names.Zone();
+    int32_t today = zone.DayOf(e.now);
+    e.now = zone.DayStart(today) + pick(0, cdp::kMsPerDay - 1);
+    struct Ev {
+      int32_t day;
+      bool order;
+    };
+    std::vector<Ev> evs;
+    // Mostly a few events, as most persons have; every third person many, past the point
+    // where the look-up's first scan stops walking.
+    int n_events = static_cast<int>(pick(0, person % 3 == 0 ? 40 : 10));
+    for (int i = 0; i < n_events; ++i) {
+      int32_t day = today + static_cast<int32_t>(pick(-70, 10));
+      int64_t start = zone.DayStart(day), len = zone.DayStart(day + 1) - start;
+      int64_t at = pick(0, 3);  // the day's edges are the interesting instants
+      int64_t ts = at == 0 ? start : at == 1 ? start + len - 1 : start + pick(0, len - 1);
+      bool order = pick(0, 9) < 7;
+      evs.push_back({day, order});
+      if (order)
+        e.person.AddEvent("order", ts, pick(0, 10000), {{"sku", e.person.Keep(pick(0, 1) ? "A" : "B")}});
+      else
+        e.person.AddEvent("visit", ts);
+    }
+    for (int trial = 0; trial < 4; ++trial) {
+      std::string shape = shapes[pick(0, std::size(shapes) - 1)];
+      int32_t n = static_cast<int32_t>(pick(1, 40));
+      bool include_today = pick(0, 1);
+      std::string w = include_today ? (pick(0, 1) ? std::to_string(n) + "d" : "last_days(" + std::to_string(n) + ")")
+                                    : "last_days(" + std::to_string(n) + ", false)";
+      std::string text = shape.replace(shape.find('W'), 1, w);
+      bool any_type = text.find("'*'") != std::string::npos;
+      // The window's events on day d, as indices into evs.
+      auto content = [&](int32_t d) {
+        int32_t first = include_today ? d - n + 1 : d - n, last = include_today ? d : d - 1;
+        std::vector<size_t> in;
+        for (size_t i = 0; i < evs.size(); ++i)
+          if ((any_type || evs[i].order) && evs[i].day >= first && evs[i].day <= last) in.push_back(i);
+        return in;
+      };
+      int64_t want = kForever;
+      for (int32_t s = 1; s <= 200; ++s) {
+        if (content(today + s) != content(today)) {
+          want = zone.DayStart(today + s);
+          break;
+        }
+      }
+      EvalResult r = e.Run(text);
+      std::string v = Json(r.value);
+      CHECK_MESSAGE(r.valid_until == want, text);
+      if (r.valid_until == kForever) {
+        ++checked_forever;
+        continue;
+      }
+      ++checked_finite;
+      CHECK_MESSAGE(e.J(text, r.valid_until - 1) == v, text);
+      for (int32_t d = today + 1; zone.DayStart(d) < r.valid_until; ++d) {
+        EvalResult later = e.Run(text, zone.DayStart(d));
+        CHECK_MESSAGE(Json(later.value) == v, text, " changed on day ", d - today);
+        CHECK_MESSAGE(later.valid_until == r.valid_until, text);
+      }
+    }
+  }
+  // Both outcomes were exercised, not just one.
+  CHECK(checked_finite > 200);
+  CHECK(checked_forever > 50);
 }
 
 TEST_CASE("expr: time_dependent and result_type") {
@@ -981,4 +1198,17 @@ TEST_CASE("expr: every example in docs/expressions.md compiles, and annotated on
   }
   CHECK(blocks >= 30);
   CHECK(checked >= 20);
+  // The valid_until instants its section states in prose.
+  auto vu = [&](std::string_view text) {
+    auto x = Expr::Compile(text, e.names);
+    REQUIRE(x.ok());
+    auto r = e.ev.Eval(*x, e.person, e.now);
+    REQUIRE(r.ok());
+    return r->valid_until;
+  };
+  CHECK(vu("now() - person.last_seen > 30d") == T("2024-04-13T20:00:00.001+08:00"));
+  CHECK(vu("attrs.city == \"北京\" && count(order, 30d) > 0") == kForever);
+  CHECK(vu("count(order, 30d) >= 1") == T("2024-04-01T00:00:00+08:00"));
+  CHECK(e.J("count(order, 30d) >= 1", T("2024-04-12T23:59:59.999+08:00")) == "true");
+  CHECK(e.J("count(order, 30d) >= 1", T("2024-04-13T00:00:00+08:00")) == "false");
 }

@@ -296,7 +296,8 @@ TEST_CASE("audiences: the bitmap planner equals per-person evaluation on random 
         "tags.city == \"上海\"", "tags.city != \"北京\"", "tags.city == null", "tags.city in [\"杭州\", \"成都\"]",
         "tags.city > \"北\"", "\"jd\" in tags.chan", "size(tags.chan) == 1", "tags.vip", "!tags.vip",
         "attrs.level >= 3", "count(order, 7d) > 0", "tags.missing == null", "tags.spend + 1 > 100",
-        "startsWith(tags.city, \"上\")"};
+        "startsWith(tags.city, \"上\")", "tags.n % 2 == 0", "abs(tags.spend - yuan(100)) < 50",
+        "tags.n * tags.n > 3"};
     for (int q = 0; q < 60; ++q) {
       std::function<std::string(int)> gen = [&](int depth) -> std::string {
         if (depth == 0 || rng() % 3 == 0) return leaves[rng() % leaves.size()];

@@ -310,6 +310,66 @@ cdp_expr_eval = _bind("cdp_expr_eval", [cdp_buf_p, cdp_expr_p, c_uint64, c_int64
 cdp_expr_free = _bind("cdp_expr_free", [cdp_expr_p], c_int32)
 
 
+# --- tags and audiences ---------------------------------------------------------------
+
+# CDP_API int32_t cdp_tags_define(cdp_buf *out, cdp_engine *engine, const char *json,
+#                                 uint64_t len);
+cdp_tags_define = _bind("cdp_tags_define", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_tag_drop(cdp_engine *engine, const char *name, uint64_t len);
+cdp_tag_drop = _bind("cdp_tag_drop", [cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_tags_list(cdp_buf *out, cdp_engine *engine);
+cdp_tags_list = _bind("cdp_tags_list", [cdp_buf_p, cdp_engine_p], c_int32)
+
+# CDP_API int32_t cdp_person_tags(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
+cdp_person_tags = _bind("cdp_person_tags", [cdp_buf_p, cdp_engine_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_advance(cdp_buf *out, cdp_engine *engine, int64_t now_ms);
+cdp_advance = _bind("cdp_advance", [cdp_buf_p, cdp_engine_p, c_int64], c_int32)
+
+# CDP_API int32_t cdp_audience_count(cdp_buf *out, cdp_engine *engine, const char *request,
+#                                    uint64_t len);
+cdp_audience_count = _bind("cdp_audience_count", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64],
+                           c_int32)
+
+# CDP_API int32_t cdp_audience_members(cdp_buf *out, cdp_engine *engine, const char *request,
+#                                      uint64_t len);
+cdp_audience_members = _bind("cdp_audience_members",
+                             [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_audience_distribution(cdp_buf *out, cdp_engine *engine,
+#                                           const char *request, uint64_t len);
+cdp_audience_distribution = _bind("cdp_audience_distribution",
+                                  [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_audience_export(cdp_buf *out, cdp_engine *engine, const char *request,
+#                                     uint64_t len);
+cdp_audience_export = _bind("cdp_audience_export",
+                            [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_audience_save(cdp_buf *out, cdp_engine *engine, const char *name,
+#                                   uint64_t name_len, const char *request, uint64_t len);
+cdp_audience_save = _bind("cdp_audience_save",
+                          [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64, c_char_p, c_uint64],
+                          c_int32)
+
+# CDP_API int32_t cdp_audience_drop(cdp_engine *engine, const char *name, uint64_t len);
+cdp_audience_drop = _bind("cdp_audience_drop", [cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_audiences_list(cdp_buf *out, cdp_engine *engine);
+cdp_audiences_list = _bind("cdp_audiences_list", [cdp_buf_p, cdp_engine_p], c_int32)
+
+# CDP_API int32_t cdp_audience_recount(cdp_buf *out, cdp_engine *engine, const char *name,
+#                                      uint64_t len);
+cdp_audience_recount = _bind("cdp_audience_recount",
+                             [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_metrics(cdp_buf *out, cdp_engine *engine, const char *request,
+#                             uint64_t len);
+cdp_metrics = _bind("cdp_metrics", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+
 # --- version check --------------------------------------------------------------------
 
 

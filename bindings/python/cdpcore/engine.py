@@ -55,6 +55,51 @@ def _json_call(fn, *args, exact: bool = False) -> Any:
         _lib.cdp_buf_free(byref(buf))
 
 
+def _text_call(fn, *args) -> str:
+    """Like _json_call for a function whose result is text but not one JSON document."""
+    buf = _lib.cdp_buf()
+    try:
+        _check(fn(byref(buf), *args))
+        return string_at(buf.ptr, buf.size).decode("utf-8") if buf.ptr else ""
+    finally:
+        _lib.cdp_buf_free(byref(buf))
+
+
+def _json_bytes(value: Any) -> bytes:
+    """A dict or list as compact UTF-8 JSON; str and bytes pass through as JSON text."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return _bytes(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _audience_request(expr: Union[str, Mapping[str, Any], None], ast: Optional[Mapping[str, Any]],
+                      audience: Optional[str], now: Optional[int],
+                      holdout: Optional[Mapping[str, Any]], group: Optional[str],
+                      **options: Any) -> bytes:
+    """The JSON request of the cdp_audience_* queries (docs/audiences.md). Exactly one of
+    expr (text, or an AST dict), ast and audience names the members."""
+    given = [x is not None for x in (expr, ast, audience)]
+    if sum(given) != 1:
+        raise TypeError("give exactly one of expr, ast= or audience=")
+    req: Dict[str, Any] = {}
+    if isinstance(expr, Mapping):
+        req["ast"] = dict(expr)
+    elif expr is not None:
+        req["expr"] = expr
+    if ast is not None:
+        req["ast"] = dict(ast)
+    if audience is not None:
+        req["audience"] = audience
+    if now is not None:
+        req["now"] = now
+    if holdout is not None:
+        req["holdout"] = dict(holdout)
+    if group is not None:
+        req["group"] = group
+    req.update((k, v) for k, v in options.items() if v is not None)
+    return _json_bytes(req)
+
+
 def _line(record: Record) -> bytes:
     """One record as one line of NDJSON, without its line terminator."""
     if isinstance(record, Mapping):
@@ -327,6 +372,152 @@ class Engine:
         """Counts of persons, identifiers, links, conflicts, quarantined identifiers and
         records, the feed's cursor range, and memory in bytes by structure."""
         return _json_call(_lib.cdp_engine_stats, self._h)
+
+    # --- tags -----------------------------------------------------------------------
+
+    def define_tags(self, defs: Union[List[Mapping[str, Any]], Mapping[str, Any], str, bytes]
+                    ) -> Dict[str, Any]:
+        """Defines or redefines tags (docs/tags.md): one definition dict, a list of them,
+        or their JSON text. All are checked before any is installed, then each is
+        evaluated for every person at the engine's clock. Returns
+        {"defined": [{"name", "version", "persons", "changed"}]}.
+        Raises InvalidError naming the definition and field ("tags[1] (tier).rules[0].when:
+        line 1, column 9: ...") or the cycle ("tag cycle: a -> b -> a"); LimitError past
+        limits.max_tags."""
+        data = _json_bytes(defs)
+        return _json_call(_lib.cdp_tags_define, self._h, data, len(data))
+
+    def drop_tag(self, name: str) -> None:
+        """Drops a tag and its values. Raises NotFoundError when it is not defined,
+        ConflictError while another tag reads it."""
+        _check(_lib.cdp_tag_drop(self._h, *_sv(name)))
+
+    def tags(self) -> List[Dict[str, Any]]:
+        """The tag catalogue in dependency order: each tag's name, kind, version,
+        description, value type, index (category, number or list), time_dependent, the
+        tags it reads, persons with a value, distinct values, and its definition."""
+        return _json_call(_lib.cdp_tags_list, self._h)["tags"]
+
+    def person_tags(self, oneid: int) -> Dict[str, Dict[str, Any]]:
+        """A person's tag values: {"tier": {"value": "high", "version": 2}, ...}; tags
+        without a value for this person are left out. Money is Decimal. Raises
+        NotFoundError for an unknown OneID (an absorbed one answers for its survivor)."""
+        return _json_call(_lib.cdp_person_tags, self._h, oneid, exact=True)["tags"]
+
+    def advance(self, now_ms: int) -> Dict[str, Any]:
+        """Moves the engine's clock to now_ms (epoch ms) and re-evaluates the tags whose
+        values may have changed with time. Returns {"now", "persons" (re-evaluated),
+        "changed" (values changed), "next" (the next instant a value may change, or
+        None)}. Raises ConflictError when now_ms is before an earlier advance: the clock
+        never goes back."""
+        return _json_call(_lib.cdp_advance, self._h, now_ms)
+
+    # --- audiences ------------------------------------------------------------------
+    # The members are named by exactly one of: expr (text, or a JSON AST dict), ast=, or
+    # audience= (a saved audience's name). now= (epoch ms, default the engine's clock) is
+    # when the expression's own windows are read; holdout={"salt": ..., "percent": P} (or
+    # "basis_points") splits the members by a hash of OneID and salt, and group= ("all",
+    # "target" or "holdout") keeps one side. Errors: InvalidError naming the line and
+    # column or the option at fault, NotFoundError for an unknown saved audience,
+    # LimitError over the expression limits.
+
+    def audience_count(self, expr: Union[str, Mapping[str, Any], None] = None, *,
+                       ast: Optional[Mapping[str, Any]] = None, audience: Optional[str] = None,
+                       now: Optional[int] = None, holdout: Optional[Mapping[str, Any]] = None,
+                       group: Optional[str] = None) -> Dict[str, Any]:
+        """Counts an audience: {"count", "target" and "holdout" (with a holdout), "now",
+        "plan": {"indexed_leaves", "scanned_leaves", "persons_evaluated"}}."""
+        data = _audience_request(expr, ast, audience, now, holdout, group)
+        return _json_call(_lib.cdp_audience_count, self._h, data, len(data))
+
+    def audience_members(self, expr: Union[str, Mapping[str, Any], None] = None, *,
+                         ast: Optional[Mapping[str, Any]] = None, audience: Optional[str] = None,
+                         now: Optional[int] = None, holdout: Optional[Mapping[str, Any]] = None,
+                         group: Optional[str] = None, ids: Optional[Iterable[str]] = None,
+                         mask: bool = True, page_size: int = 1000) -> Iterator[Dict[str, Any]]:
+        """Iterates over an audience's members, fetching page_size at a time: each is
+        {"oneid", "holdout" (with a holdout), "ids": {"mobile": [...]} (for the identifier
+        types in ids)}; identifier values are masked unless mask=False. Every page
+        selects the audience again: do not change the engine while iterating."""
+        cursor = 0
+        id_types = list(ids) if ids is not None else None
+        while True:
+            data = _audience_request(expr, ast, audience, now, holdout, group, cursor=cursor,
+                                     limit=page_size, ids=id_types, mask=mask)
+            page = _json_call(_lib.cdp_audience_members, self._h, data, len(data))
+            yield from page["members"]
+            cursor = page["next"]
+            if cursor == 0:
+                return
+
+    def audience_distribution(self, expr: Union[str, Mapping[str, Any], None] = None, *,
+                              tags: Iterable[str], top: int = 10,
+                              ast: Optional[Mapping[str, Any]] = None,
+                              audience: Optional[str] = None, now: Optional[int] = None,
+                              holdout: Optional[Mapping[str, Any]] = None,
+                              group: Optional[str] = None) -> Dict[str, Any]:
+        """How an audience spreads over tags: {"count", "tags": {name: {"values":
+        [{"value", "count"}] (most common first, at most top), "other" (members with
+        values beyond the top), "none" (members without a value)}}}. Money is Decimal.
+        Raises InvalidError for an undefined tag."""
+        if isinstance(tags, str):
+            raise TypeError("tags= takes a list of tag names")
+        data = _audience_request(expr, ast, audience, now, holdout, group, tags=list(tags), top=top)
+        return _json_call(_lib.cdp_audience_distribution, self._h, data, len(data), exact=True)
+
+    def audience_export(self, expr: Union[str, Mapping[str, Any], None] = None, *,
+                        channel: Iterable[str], format: str = "ndjson", mask: bool = False,
+                        fallback: bool = True, ast: Optional[Mapping[str, Any]] = None,
+                        audience: Optional[str] = None, now: Optional[int] = None,
+                        holdout: Optional[Mapping[str, Any]] = None,
+                        group: Optional[str] = None) -> str:
+        """Exports an audience for a channel, as NDJSON (one {"oneid", "type", "value"}
+        line per member) or CSV ("oneid,type,value,source,holdout"). channel lists the
+        identifier types the channel reaches, best first (e.g. ["mobile", "unionid"]);
+        with fallback, a member holding none of them is reached through the source of
+        their latest record ("fallback_source"). Members with no identifier to use are
+        left out."""
+        if isinstance(channel, str):
+            raise TypeError("channel= takes a list of identifier types, best first")
+        data = _audience_request(expr, ast, audience, now, holdout, group, channel=list(channel),
+                                 format=format, mask=mask, fallback=fallback)
+        return _text_call(_lib.cdp_audience_export, self._h, data, len(data))
+
+    def save_audience(self, name: str, expr: Union[str, Mapping[str, Any], None] = None, *,
+                      ast: Optional[Mapping[str, Any]] = None,
+                      holdout: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        """Saves an audience (an "audience package") under a name: its expression and
+        holdout. Saving an existing name replaces its request and keeps its count history.
+        Returns {"name", "count"}. Raises InvalidError for a bad name or request,
+        LimitError past limits.max_audiences."""
+        data = _audience_request(expr, ast, None, None, holdout, None)
+        return _json_call(_lib.cdp_audience_save, self._h, *_sv(name), data, len(data))
+
+    def drop_audience(self, name: str) -> None:
+        """Drops a saved audience. Raises NotFoundError when there is none of that name."""
+        _check(_lib.cdp_audience_drop(self._h, *_sv(name)))
+
+    def audiences(self) -> List[Dict[str, Any]]:
+        """The saved audiences: [{"name", "request", "counts" (recounts so far), "count"
+        and "counted_at" (the last recount's, None before the first)}]."""
+        return _json_call(_lib.cdp_audiences_list, self._h)["audiences"]
+
+    def recount_audience(self, name: str) -> Dict[str, Any]:
+        """Counts a saved audience again at the engine's clock: {"audience", "count",
+        "previous" (None the first time), "entered", "left", "now"}; the same goes to the
+        change feed as an audience_counted event. Raises NotFoundError for an unknown
+        name."""
+        return _json_call(_lib.cdp_audience_recount, self._h, *_sv(name))
+
+    # --- metrics --------------------------------------------------------------------
+
+    def metrics(self, request: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
+        """Computes an operating metric: request names it ({"metric": "funnel", ...};
+        docs/metrics.md lists the metrics, their requests and reports). Money is Decimal.
+        Raises InvalidError naming the field at fault, LimitError when an evaluation runs
+        over the step limit, UnsupportedError from a library built without metrics."""
+        data = _json_bytes(request)
+        return _json_call(_lib.cdp_metrics, self._h, data, len(data), exact=True)
 
 
 class Evaluation(NamedTuple):

@@ -59,3 +59,21 @@ int32_t (*const pin_expr_compile)(cdp_expr **, cdp_engine *, str, len, uint32_t)
 int32_t (*const pin_expr_ast)(cdp_buf *, const cdp_expr *) = cdp_expr_ast;
 int32_t (*const pin_expr_eval)(cdp_buf *, cdp_expr *, uint64_t, int64_t) = cdp_expr_eval;
 int32_t (*const pin_expr_free)(cdp_expr *) = cdp_expr_free;
+int32_t (*const pin_tags_define)(cdp_buf *, cdp_engine *, str, len) = cdp_tags_define;
+int32_t (*const pin_tag_drop)(cdp_engine *, str, len) = cdp_tag_drop;
+int32_t (*const pin_tags_list)(cdp_buf *, cdp_engine *) = cdp_tags_list;
+int32_t (*const pin_person_tags)(cdp_buf *, cdp_engine *, uint64_t) = cdp_person_tags;
+int32_t (*const pin_advance)(cdp_buf *, cdp_engine *, int64_t) = cdp_advance;
+int32_t (*const pin_audience_count)(cdp_buf *, cdp_engine *, str, len) = cdp_audience_count;
+int32_t (*const pin_audience_members)(cdp_buf *, cdp_engine *, str, len) =
+    cdp_audience_members;
+int32_t (*const pin_audience_distribution)(cdp_buf *, cdp_engine *, str, len) =
+    cdp_audience_distribution;
+int32_t (*const pin_audience_export)(cdp_buf *, cdp_engine *, str, len) = cdp_audience_export;
+int32_t (*const pin_audience_save)(cdp_buf *, cdp_engine *, str, len, str, len) =
+    cdp_audience_save;
+int32_t (*const pin_audience_drop)(cdp_engine *, str, len) = cdp_audience_drop;
+int32_t (*const pin_audiences_list)(cdp_buf *, cdp_engine *) = cdp_audiences_list;
+int32_t (*const pin_audience_recount)(cdp_buf *, cdp_engine *, str, len) =
+    cdp_audience_recount;
+int32_t (*const pin_metrics)(cdp_buf *, cdp_engine *, str, len) = cdp_metrics;
