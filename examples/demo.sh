@@ -48,3 +48,12 @@ trap 'rm -rf "$OUT"' EXIT
 "$CDP" ingest --assign "$OUT/assign.tsv" "${FILES[@]}" >/dev/null
 echo "file<TAB>line<TAB>oneid (empty: rejected, or no identifier linked)"
 head -n 8 "$OUT/assign.tsv"
+
+heading "Tags: the catalogue over the bundled data (examples/data/tags.json), at 2024-01-10"
+NOW=2024-01-10T09:00:00+08:00
+"$CDP" tags --define tags.json --now "$NOW" "${FILES[@]}"
+
+heading "An audience (圈人): high-value members in Shanghai, a 20% holdout, its portrait"
+"$CDP" audience 'tags.value_tier == "high" && tags.member == "member" && tags.city == "上海"' \
+  --defs tags.json --now "$NOW" --holdout spring:20 --distribution stage,rfm,channel_pref,gender --members 3 --mask \
+  "${FILES[@]}"
