@@ -180,7 +180,7 @@ feed)
 tags)  # tags.json on the bundled data: the catalogue, an audience, its spread and members
   NOW=2023-12-31
   run 0 tags --define tags.json --now $NOW "${FILES[@]}"
-  check "the catalogue lists the five tags" grep -q '^5 tags over [1-9][0-9]* persons' "$TMP/out"
+  check "the catalogue lists the eleven tags" grep -q '^11 tags over [1-9][0-9]* persons' "$TMP/out"
   check "value_tier is a rule with its top values" grep -Eq '^  value_tier +rule +string +[1-9][0-9]* +high [1-9]' "$TMP/out"
   check "city is imported from the CRM" grep -Eq '^  city +import +string .*上海 [1-9]' "$TMP/out"
   run 0 --json tags --define tags.json --now $NOW "${FILES[@]}"
