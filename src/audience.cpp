@@ -1,6 +1,9 @@
 #include "audience.hpp"
 
 #include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "simdjson.h"
 #include "tags_internal.hpp"
@@ -213,7 +216,16 @@ class Planner {
   }
 
   // The bitmap of an indexed leaf, or nullopt when the leaf must be evaluated per person.
+  // Memoized: FullyIndexed asks before Eval does.
   absl::StatusOr<std::optional<Bitmap>> Indexed(dom::element n) {
+    std::string key(simdjson::minify(n));
+    if (auto it = memo_.find(key); it != memo_.end()) return it->second;
+    auto r = IndexedUncached(n);
+    if (r.ok()) memo_.emplace(std::move(key), *r);
+    return r;
+  }
+
+  absl::StatusOr<std::optional<Bitmap>> IndexedUncached(dom::element n) {
     Reads r;
     Scan(n, r);
     if (r.other || r.tags > 1) return std::optional<Bitmap>();
@@ -268,12 +280,10 @@ class Planner {
       if (!((is_ref(a) && is_lit(b)) || (is_lit(a) && is_ref(b)))) return std::optional<Bitmap>();
     }
     if (c->exists.isEmpty()) return std::optional<Bitmap>(null_holds ? all : Bitmap());
-    // The encoded values present bound the search.
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (uint32_t s : c->exists) {
-      lo = std::min(lo, c->enc[s]);
-      hi = std::max(hi, c->enc[s]);
-    }
+    // Search the kind's whole encoded domain (doubles: -inf to +inf, never a NaN): 64
+    // probes, no pass over the values.
+    const uint64_t lo = c->kind == ValueKind::kDouble ? Column::Encode(Value::Double(-HUGE_VAL)) : 0;
+    const uint64_t hi = c->kind == ValueKind::kDouble ? Column::Encode(Value::Double(HUGE_VAL)) : UINT64_MAX;
     auto holds_at = [&](const Expr& x, uint64_t enc) { return Holds(x, id, c->Decode(enc)); };
     // The encoded values where a monotone predicate holds, as [from, to].
     auto span = [&](const Expr& x) -> std::pair<uint64_t, uint64_t> {
@@ -316,6 +326,7 @@ class Planner {
   Evaluator ev_;
   PlanStats& st_;
   OneTag one_;
+  absl::flat_hash_map<std::string, std::optional<Bitmap>> memo_;
 };
 
 }  // namespace
