@@ -238,6 +238,7 @@ struct RecordParser::Impl {
     uint32_t values_seen = 0;
     std::string_view event_type;
     bool have_ts = false, have_ids = false;
+    uint32_t seen_keys = 0;
     std::string_view source = "unknown";
     for (auto field : obj) {
       std::string_view key;
@@ -247,6 +248,19 @@ struct RecordParser::Impl {
       od::json_type jt;
       if (auto err = v.type().get(jt)) return syntax(err);
       std::string_view token = v.raw_json_token();
+      // A key given twice would be read twice (attributes counted from the first copy
+      // and indexed from the second: the fuzzer's find); JSON leaves it undefined, so refuse.
+      {
+        static constexpr std::string_view kKeys[] = {"ts", "source", "ids", "attrs", "event"};
+        for (uint32_t k = 0; k < 5; ++k)
+          if (key == kKeys[k]) {
+            if (seen_keys & (1u << k)) {
+              e = {std::string(key), "given twice in one record", col(token)};
+              return false;
+            }
+            seen_keys |= 1u << k;
+          }
+      }
       if (key == "ts") {
         have_ts = true;
         if (jt == od::json_type::number) {

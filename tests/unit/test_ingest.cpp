@@ -156,3 +156,16 @@ TEST_CASE("one record may be pretty-printed; a raw line break inside a string is
   CHECK(Resolve(*e, "member_no", "M 1") == 0);
   CHECK(e->IngestRecord("  \n ").status().code() == absl::StatusCode::kInvalidArgument);
 }
+
+TEST_CASE("a record giving a key twice is rejected with the key, and the batch goes on") {
+  auto e = OpenEngine();
+  std::string r = Ingest(*e, Join({R"({"source":"pos","ts":1,"ids":{"mobile":"13910000001"},"attrs":{"city":"上海"},"attrs":{"a":1,"b":2}})",
+                                   R"({"source":"pos","ts":1,"ids":{"mobile":"13910000002"},"attrs":{"city":"北京"}})"}));
+  Json j(r);
+  CHECK(U(j["accepted"]) == 1);
+  CHECK(U(j["rejected"]) == 1);
+  auto err = Arr(j["errors"]).at(0).value();
+  CHECK(U(err["line"]) == 1);
+  CHECK(std::string(err["field"].get_string().value()) == "attrs");
+  CHECK(std::string(err["message"].get_string().value()).find("twice") != std::string::npos);
+}
