@@ -216,9 +216,7 @@ absl::Status TypesOf(const Engine& e, dom::object req, std::string_view key, std
     std::string_view t;
     std::string p = Cat(key, "[", i++, "]");
     if (x.get(t) != simdjson::SUCCESS) return Bad(p, "expected an identifier type");
-    int id = -1;
-    for (size_t k = 0; k < e.config().types.size(); ++k)
-      if (e.config().types[k].name == t) id = static_cast<int>(k);
+    const int id = e.config().FindType(t);
     if (id < 0) return Bad(p, Cat("unknown identifier type \"", t, "\""));
     out.push_back(id);
   }
@@ -320,7 +318,6 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
       if (t < 0) return Bad(p, Cat("tag ", name, " is not defined"));
       const tags::Column& c = *tags_->column(static_cast<uint32_t>(t));
       std::vector<std::pair<uint64_t, std::string>> counts;  // (persons, value JSON)
-      uint64_t with_value = 0;
       if (c.shape == tags::Shape::kNumber) {
         // Exact values, counted over the members (numbers have no per-value bitmaps).
         absl::flat_hash_map<uint64_t, uint64_t> by;
@@ -330,9 +327,7 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
           std::string v;
           AppendValueJson(v, c.Decode(enc));
           counts.emplace_back(n, std::move(v));
-          with_value += n;
         }
-        // A persons count over a list tag counts each item a person holds.
       } else {
         for (uint32_t code = 1; code < c.by_code.size(); ++code) {
           uint64_t n = c.by_code[code].and_cardinality(sel.members);
@@ -341,12 +336,13 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
           AppendValueJson(v, c.CodeValue(code));
           counts.emplace_back(n, std::move(v));
         }
-        with_value = c.shape == tags::Shape::kCategory ? [&] {
-          uint64_t s = 0;
-          for (auto& [n, v] : counts) s += n;
-          return s;
-        }() : (c.Existing() & sel.members).cardinality();
       }
+      // Counts are of persons per value; a list tag's person holds several items, so its
+      // persons with a value are counted apart.
+      uint64_t all_items = 0;
+      for (auto& [n, v] : counts) all_items += n;
+      const uint64_t with_value =
+          c.shape == tags::Shape::kList ? (c.Existing() & sel.members).cardinality() : all_items;
       std::sort(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
@@ -358,8 +354,6 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
         shown += counts[k].first;
       }
       w.EndArray();
-      uint64_t all_items = 0;
-      for (auto& [n, v] : counts) all_items += n;
       w.Key("other").Uint(all_items - shown);
       w.Key("none").Uint(total - with_value);
       w.EndObject();
@@ -381,7 +375,6 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
   const bool fallback = BoolOption(req, "fallback", true);
   if (format == "csv") out += "oneid,type,value,source,holdout\n";
   const IdentityGraph& g = *graph_;
-  uint64_t lines = 0, unreachable = 0;
   for (uint32_t slot : sel.members) {
     const Profile* p = profiles_->AtSlot(slot);
     NodeId anchor = g.PersonAnchor(p->oneid);
@@ -404,10 +397,7 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
       source = profiles_->SourceName(latest->source);
       if (latest->nodes_len) pick = g.RecordAnchor(p->idset_nodes.data() + latest->nodes_off, latest->nodes_len);
     }
-    if (pick == kNoNode) {
-      unreachable++;
-      continue;
-    }
+    if (pick == kNoNode) continue;  // no identifier the channel (or the fallback) reaches
     const IdPolicy& pol = cfg_.types[g.node(pick).type];
     std::string value = mask ? MaskValue(pol.normalizer, g.Value(pick)) : std::string(g.Value(pick));
     const bool held = sel.holdout && InHoldout(p->oneid, sel.salt, sel.basis_points);
@@ -445,10 +435,7 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
       lw.EndObject();
       out += '\n';
     }
-    lines++;
   }
-  (void)lines;
-  (void)unreachable;
   return out;
 }
 
@@ -561,24 +548,16 @@ absl::StatusOr<std::string> Engine::Metrics(std::string_view request_json) {
   // {"audience": {...}} restricts a metric to an audience (any audience request: expr,
   // ast or a saved name); the metric reads the rest of the request.
   std::optional<Bitmap> members;
-  {
-    dom::parser p;
-    dom::element root;
-    dom::object aud;
-    if (!json::Locate(request_json).found && p.parse(request_json).get(root) == simdjson::SUCCESS &&
-        root["audience"].get(aud) == simdjson::SUCCESS) {
-      auto sel = Select(simdjson::minify(aud));
-      if (!sel.ok()) return absl::Status(sel.status().code(), Cat("audience: ", sel.status().message()));
-      members = std::move((*sel)->members);
-    }
-  }
   std::string stripped;
   std::string_view request = request_json;
-  if (members) {
+  dom::parser p;
+  dom::object o, aud;
+  if (!json::Locate(request_json).found && p.parse(request_json).get(o) == simdjson::SUCCESS &&
+      o["audience"].get(aud) == simdjson::SUCCESS) {
+    auto sel = Select(simdjson::minify(aud));
+    if (!sel.ok()) return absl::Status(sel.status().code(), Cat("audience: ", sel.status().message()));
+    members = std::move((*sel)->members);
     // The metric module refuses keys it does not know: hand it the request without "audience".
-    dom::parser p;
-    dom::object o;
-    if (p.parse(request_json).get(o) != simdjson::SUCCESS) return absl::InternalError("metrics: request reparse");
     json::Writer w(stripped);
     w.BeginObject();
     for (auto [k, v] : o)
