@@ -34,37 +34,6 @@ class OneTag final : public Subject {
 
 bool IsTrue(const Value& v) { return v.kind == ValueKind::kBool && v.b; }
 
-// What a subtree reads.
-struct Reads {
-  int tags = 0;            // distinct tag references (2 means "more than one")
-  std::string_view tag;    // the one tag's name
-  bool other = false;      // attributes, person, identifiers, states, events, the clock
-};
-
-void Scan(dom::element n, Reads& r) {
-  dom::object o;
-  if (n.get(o) == simdjson::SUCCESS) {
-    std::string_view ref, call;
-    if (o["ref"].get(ref) == simdjson::SUCCESS) {
-      std::string_view name;
-      if (o["name"].get(name) != simdjson::SUCCESS) name = {};
-      if (ref == "tags") {
-        if (r.tags == 0) r.tags = 1, r.tag = name;
-        else if (name != r.tag) r.tags = 2;
-      } else {
-        r.other = true;
-      }
-    }
-    if (o["agg"].error() == simdjson::SUCCESS) r.other = true;
-    if (o["call"].get(call) == simdjson::SUCCESS && (call == "now" || call == "today")) r.other = true;
-    for (auto [k, v] : o) Scan(v, r);
-    return;
-  }
-  dom::array a;
-  if (n.get(a) == simdjson::SUCCESS)
-    for (dom::element v : a) Scan(v, r);
-}
-
 class Planner {
  public:
   Planner(const TagEngine& tags, Names& names, int64_t now, const ExprLimits& lim, PlanStats& st)
@@ -226,18 +195,19 @@ class Planner {
   }
 
   absl::StatusOr<std::optional<Bitmap>> IndexedUncached(dom::element n) {
-    Reads r;
-    Scan(n, r);
-    if (r.other || r.tags > 1) return std::optional<Bitmap>();
+    tags::ReadSet r;
+    r.AddAst(n, names_);
+    r.Normalize();
+    const bool other = !r.attrs.empty() || !r.events.empty() || r.any_event || r.person || r.state || r.clock;
+    if (other || r.tags.size() > 1) return std::optional<Bitmap>();
     auto e = Compile(simdjson::minify(n));
     if (!e.ok()) return e.status();
     const Bitmap& all = tags_.universe();
-    if (r.tags == 0) {  // a constant
+    if (r.tags.empty()) {  // a constant
       return std::optional<Bitmap>(Holds(*e, 0, Value()) ? all : Bitmap());
     }
-    const int64_t t = tags_.Find(r.tag);
-    const uint32_t id = names_.Tag(r.tag);
-    const Column* c = t >= 0 ? tags_.column(static_cast<uint32_t>(t)) : nullptr;
+    const uint32_t id = r.tags[0];
+    const Column* c = tags_.column(id);  // nullptr: not (or no longer) defined
     if (!c) return std::optional<Bitmap>(Holds(*e, id, Value()) ? all : Bitmap());
     Bitmap out;
     const bool null_holds = Holds(*e, id, Value());

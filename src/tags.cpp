@@ -24,40 +24,38 @@ namespace tags {
 
 // --- what an expression reads -------------------------------------------------------
 
-namespace {
-
-void Walk(dom::element n, ReadSet& r, Names& names) {
+void ReadSet::AddAst(simdjson::dom::element n, Names& names) {
   dom::object o;
   if (n.get(o) == simdjson::SUCCESS) {
-    std::string_view ref, agg;
+    std::string_view ref, agg, call;
     if (o["ref"].get(ref) == simdjson::SUCCESS) {
       std::string_view name;
       if (o["name"].get(name) != simdjson::SUCCESS) name = {};
-      if (ref == "attrs") r.attrs.push_back(names.Attr(name));
-      else if (ref == "tags") r.tags.push_back(names.Tag(name));
-      else if (ref == "person" || ref == "ids") r.person = true;
+      if (ref == "attrs") attrs.push_back(names.Attr(name));
+      else if (ref == "tags") tags.push_back(names.Tag(name));
+      else if (ref == "person" || ref == "ids") person = true;
+      else if (ref == "state") state = true;
     }
     if (o["agg"].get(agg) == simdjson::SUCCESS) {
       std::string_view ev;
       if (o["event"].get(ev) == simdjson::SUCCESS) {
-        if (ev == "*") r.any_event = true;
-        else r.events.push_back(names.EventType(ev));
+        if (ev == "*") any_event = true;
+        else events.push_back(names.EventType(ev));
       }
     }
-    for (auto [k, v] : o) Walk(v, r, names);
+    if (o["call"].get(call) == simdjson::SUCCESS && (call == "now" || call == "today")) clock = true;
+    for (auto [k, v] : o) AddAst(v, names);
     return;
   }
   dom::array a;
   if (n.get(a) == simdjson::SUCCESS)
-    for (dom::element v : a) Walk(v, r, names);
+    for (dom::element v : a) AddAst(v, names);
 }
-
-}  // namespace
 
 void ReadSet::Add(const Expr& e, Names& names) {
   dom::parser p;
   dom::element root;
-  if (p.parse(e.AstJson()).get(root) == simdjson::SUCCESS) Walk(root, *this, names);
+  if (p.parse(e.AstJson()).get(root) == simdjson::SUCCESS) AddAst(root, names);
 }
 
 void ReadSet::Normalize() {

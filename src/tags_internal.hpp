@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "cdp/tags.hpp"
+#include "simdjson.h"
 
 namespace cdp::tags {
 
@@ -72,11 +73,15 @@ struct Column {
   Value Decode(uint64_t e) const;
 };
 
+// What an expression (or a part of its JSON AST) reads.
 struct ReadSet {
-  std::vector<uint32_t> attrs, events, tags;  // sorted, unique
+  std::vector<uint32_t> attrs, events, tags;  // sorted, unique after Normalize
   bool any_event = false;  // events of any type
   bool person = false;     // person.* or ids.* (change with every record or identity change)
+  bool state = false;      // state.*
+  bool clock = false;      // now() or today()
   void Add(const Expr& e, Names& names);
+  void AddAst(simdjson::dom::element ast, Names& names);
   void Normalize();
 };
 
