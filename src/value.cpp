@@ -1,5 +1,6 @@
 #include "cdp/value.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -65,6 +66,11 @@ void AppendMoney(std::string& out, int64_t fen) {
 void AppendDouble(std::string& out, double d) {
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof buf, d);
+  // The shortest form of a large whole double is a string of digits (2.28e20 as
+  // "228348586694687096832"), which JSON readers take for an integer, and one past 64
+  // bits they refuse (the expression fuzzer's find). Those are written in exponent form.
+  if (std::fabs(d) >= 1e15 && std::find_if(buf, r.ptr, [](char c) { return c == '.' || c == 'e'; }) == r.ptr)
+    r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
   out.append(buf, r.ptr);
 }
 

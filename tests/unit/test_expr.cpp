@@ -1212,3 +1212,13 @@ TEST_CASE("expr: every example in docs/expressions.md compiles, and annotated on
   CHECK(e.J("count(order, 30d) >= 1", T("2024-04-12T23:59:59.999+08:00")) == "true");
   CHECK(e.J("count(order, 30d) >= 1", T("2024-04-13T00:00:00+08:00")) == "false");
 }
+
+TEST_CASE("a large whole double is written with an exponent, so JSON readers keep it a double") {
+  std::string out;
+  cdp::AppendValueJson(out, cdp::Value::Double(922.7148 * 1544148 * 148 * 15423 * 70212.0));
+  CHECK(out.find('e') != std::string::npos);
+  CHECK(std::stod(out) == 922.7148 * 1544148 * 148 * 15423 * 70212.0);
+  out.clear();
+  cdp::AppendValueJson(out, cdp::Value::Double(123456789012.0));
+  CHECK(out == "123456789012");  // below 1e15 the digits stay as they are
+}
