@@ -323,9 +323,12 @@ Bitmap SelectAudienceByScan(const TagEngine& tags, const Expr& e, int64_t now, c
   return out;
 }
 
+uint32_t HoldoutBucket(uint64_t oneid, std::string_view salt) {
+  return static_cast<uint32_t>(XXH3_64bits_withSeed(salt.data(), salt.size(), oneid) % 10000);
+}
+
 bool InHoldout(uint64_t oneid, std::string_view salt, uint32_t basis_points) {
-  uint64_t h = XXH3_64bits_withSeed(salt.data(), salt.size(), oneid);
-  return h % 10000 < basis_points;
+  return HoldoutBucket(oneid, salt) < basis_points;
 }
 
 }  // namespace cdp

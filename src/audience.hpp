@@ -37,5 +37,7 @@ Bitmap SelectAudienceByScan(const TagEngine& tags, const Expr& e, int64_t now, c
 // The holdout group: a deterministic hash of the OneID and the salt, below basis_points
 // of 10000. The same person, salt and share always fall on the same side.
 bool InHoldout(uint64_t oneid, std::string_view salt, uint32_t basis_points);
+// A person's deterministic bucket in [0, 10000) for a salt (holdouts, random splits).
+uint32_t HoldoutBucket(uint64_t oneid, std::string_view salt);
 
 }  // namespace cdp

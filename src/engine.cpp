@@ -35,6 +35,10 @@ enum class LogKind : uint16_t {
   kSaveAudience = 12,     // name, request JSON
   kDropAudience = 13,     // name
   kRecountAudience = 14,  // name
+  kDefineLifecycle = 15,  // definitions JSON
+  kDropLifecycle = 16,    // kind, name
+  kLifecycleApply = 17,   // operation JSON, the clock when applied (ms, as u64 bits)
+  kAckIntents = 18,       // acknowledgement JSON
 };
 
 const char* LogKindName(uint16_t k) {
@@ -53,6 +57,10 @@ const char* LogKindName(uint16_t k) {
     case LogKind::kSaveAudience: return "audience save";
     case LogKind::kDropAudience: return "audience drop";
     case LogKind::kRecountAudience: return "audience recount";
+    case LogKind::kDefineLifecycle: return "lifecycle define";
+    case LogKind::kDropLifecycle: return "lifecycle drop";
+    case LogKind::kLifecycleApply: return "lifecycle apply";
+    case LogKind::kAckIntents: return "intents ack";
   }
   return "unknown";
 }
@@ -120,8 +128,10 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     switch (static_cast<LogKind>(kind)) {
       case LogKind::kIngest: case LogKind::kRecord: case LogKind::kRemoveSource: case LogKind::kRemoveRule:
       case LogKind::kTrimFeed: case LogKind::kDefineTags: case LogKind::kDropTag: case LogKind::kAdvance:
-      case LogKind::kDropAudience: case LogKind::kRecountAudience: return 1;
-      case LogKind::kRemoveIdentifier: case LogKind::kSplit: case LogKind::kSaveAudience: return 2;
+      case LogKind::kDropAudience: case LogKind::kRecountAudience: case LogKind::kDefineLifecycle:
+      case LogKind::kAckIntents: return 1;
+      case LogKind::kRemoveIdentifier: case LogKind::kSplit: case LogKind::kSaveAudience:
+      case LogKind::kDropLifecycle: case LogKind::kLifecycleApply: return 2;
       case LogKind::kAddRule: return 6;
     }
     return 0;
@@ -134,7 +144,9 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
                        static_cast<LogKind>(kind) == LogKind::kRemoveRule ||
                        static_cast<LogKind>(kind) == LogKind::kTrimFeed ||
                        static_cast<LogKind>(kind) == LogKind::kAdvance;
-  if (!SplitWalFields(payload, f) || f.size() != want || (has_u64 && !WalU64::Parse(f[0], n)))
+  const bool has_u64_last = static_cast<LogKind>(kind) == LogKind::kLifecycleApply;
+  if (!SplitWalFields(payload, f) || f.size() != want || (has_u64 && !WalU64::Parse(f[0], n)) ||
+      (has_u64_last && !WalU64::Parse(f[1], n)))
     return absl::DataLossError(Cat("write-ahead log entry ", seq, " (", LogKindName(kind), ") is malformed"));
   // Each write ends as it ended when it was logged; only ingesting a malformed record and
   // a refused rule were logged with an error (they change the state all the same).
@@ -155,6 +167,10 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     case LogKind::kSaveAudience: st = SaveAudience(f[0], f[1]).status(); break;
     case LogKind::kDropAudience: st = DropAudience(f[0]); break;
     case LogKind::kRecountAudience: st = RecountAudience(f[0]).status(); break;
+    case LogKind::kDefineLifecycle: st = DefineLifecycle(f[0]).status(); break;
+    case LogKind::kDropLifecycle: st = DropLifecycle(f[0], f[1]); break;
+    case LogKind::kLifecycleApply: st = LifecycleApply(f[0], static_cast<int64_t>(n)).status(); break;
+    case LogKind::kAckIntents: st = AckIntents(f[0]).status(); break;
   }
   if (st.ok() || (may_fail && (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st))))
     return absl::OkStatus();
@@ -298,11 +314,16 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   // Profiles: first move the facts of persons that merged or split, then file each record
   // on the person it belongs to now (the same answer cdp_records_resolve gives).
   SyncProfiles(in.feed_from);
-  for (uint32_t i : order) profiles_->AddRecord(b, recs[i], nodes.data() + recs[i].ids_begin);
+  std::vector<uint64_t> filed(life_->empty() ? 0 : order.size());
+  for (size_t k = 0; k < order.size(); ++k) {
+    uint64_t oneid = profiles_->AddRecord(b, recs[order[k]], nodes.data() + recs[order[k]].ids_begin);
+    if (!filed.empty()) filed[k] = oneid;
+  }
   profiles_->Flush();
   for (const Record& r : recs)
     if (newest_record_ == kNoTime || r.ts > newest_record_) newest_record_ = r.ts;
   tags_->Update(Now());
+  if (!filed.empty()) FeedLifecycle(b, order, filed);
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
 
@@ -349,6 +370,15 @@ void Engine::SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   profiles_->Reconcile(ids);
   tags_->Update(Now());
+  // The lifecycle keeps state per OneID: merged persons' states join the survivor's.
+  if (!life_->empty()) {
+    std::vector<std::pair<uint64_t, uint64_t>> merged;  // read first: merging appends to the feed
+    feed_.Read(feed_from, UINT32_MAX, [&](const FeedEvent& e) {
+      if (e.kind == FeedEvent::Kind::kMerged) merged.emplace_back(e.a, e.b);
+    });
+    for (auto [survivor, absorbed] : merged) life_->OnMerge(survivor, absorbed, Now());
+    SyncStates();
+  }
 }
 
 // The report's counts of identifiers: accepted, rejected, and rejected by reason.
@@ -633,8 +663,9 @@ absl::StatusOr<std::string> Engine::PersonDocument(uint64_t oneid, bool mask, bo
     tags_->AppendPersonTags(tag_values, static_cast<uint32_t>(slot));
   }
   w.Key("tags").Raw(tag_values);
-  // Lifecycle states arrive with their layer.
-  w.Key("states").BeginObject().EndObject();
+  // The lifecycle: "history", "states", "loyalty", "journeys".
+  out += ',';
+  life_->AppendPerson(out, oneid);
   w.EndObject();
   return out;
 }
@@ -964,10 +995,16 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) const {
         if (e.kind == K::kTagDefined) w.Key("persons").Uint(e.a).Key("changed").Uint(e.b);
         break;
       case K::kTagChanged:
-      case K::kAudienceCounted: {
+      case K::kAudienceCounted:
+      case K::kStateChanged:
+      case K::kPoints:
+      case K::kTierChanged:
+      case K::kJourney:
+      case K::kIntent: {
         // The text is a JSON object written when the event happened: its members go here.
         const std::string& t = feed_.text(e.text);
         if (e.kind == K::kTagChanged) w.Key("oneid").Uint(e.a).Key("version").Uint(e.count);
+        else if (e.kind != K::kAudienceCounted) w.Key("oneid").Uint(e.a);
         if (t.size() > 2) w.Raw(std::string_view(t).substr(1, t.size() - 2));
         break;
       }
@@ -1002,11 +1039,13 @@ std::string Engine::StatsJson() const {
   w.Key("profiles").BeginObject().Key("persons").Uint(pc.profiles).Key("events").Uint(pc.events)
       .Key("attributes").Uint(pc.attributes).Key("day_counters").Uint(pc.cells).EndObject();
   w.Key("feed").BeginObject().Key("first").Uint(feed_.first()).Key("next").Uint(feed_.next()).EndObject();
+  w.Key("lifecycle").Raw(life_->StatsJson());
   w.Key("memory").BeginObject();
   uint64_t total = feed_.bytes();
   auto parts = g.Memory();
   for (auto& part : profiles_->Memory()) parts.push_back(part);
   parts.emplace_back("tags", tags_->bytes());
+  parts.emplace_back("lifecycle", life_->bytes());
   for (auto& [name, bytes] : parts) total += bytes;
   w.Key("total").Uint(total);
   for (auto& [name, bytes] : parts) w.Key(name).Uint(bytes);

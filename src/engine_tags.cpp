@@ -46,9 +46,20 @@ Engine::~Engine() = default;
 absl::Status Engine::OpenLayers() {
   tags_ = std::make_unique<TagEngine>(*profiles_, feed_, expr_limits_, cfg_.limits.max_tags);
   audiences_ = std::make_unique<SavedAudiences>();
-  if (cfg_.tags_json.empty()) return absl::OkStatus();
-  auto defined = tags_->Define(cfg_.tags_json, 0);
-  if (!defined.ok()) return absl::InvalidArgumentError(Cat("config tags: ", defined.status().message()));
+  LifecycleLimits ll;
+  ll.max_definitions = cfg_.limits.max_lifecycle_definitions;
+  ll.max_history = cfg_.limits.max_history;
+  ll.max_outbox = cfg_.limits.max_outbox;
+  life_ = std::make_unique<Lifecycle>(*profiles_, *tags_, feed_, expr_limits_, ll);
+  tags_->SetStates(life_.get());
+  if (!cfg_.tags_json.empty()) {
+    auto defined = tags_->Define(cfg_.tags_json, 0);
+    if (!defined.ok()) return absl::InvalidArgumentError(Cat("config tags: ", defined.status().message()));
+  }
+  if (!cfg_.lifecycle_json.empty()) {
+    auto defined = life_->Define(cfg_.lifecycle_json, 0);
+    if (!defined.ok()) return absl::InvalidArgumentError(Cat("config lifecycle: ", defined.status().message()));
+  }
   return absl::OkStatus();
 }
 
@@ -98,16 +109,24 @@ absl::StatusOr<std::string> Engine::Advance(int64_t now_ms) {
   WriteScope scope(*this);
   advanced_ = now_ms;
   TagEngine::AdvanceStats st = tags_->Advance(now_ms);
+  // Timers fire after the tags moved to now, so guards read today's tag values.
+  Lifecycle::AdvanceStats ls = life_->Advance(now_ms);
+  SyncStates();
   if (auto s = Log(kLogAdvance, {WalU64(static_cast<uint64_t>(now_ms)).view()}); !s.ok()) return s;
   std::string out;
   json::Writer w(out);
+  auto time = [&](int64_t t) { t == kForever ? w.Null() : w.Int(t); };
   w.BeginObject();
   w.Key("now").Int(now_ms);
   w.Key("persons").Uint(st.persons);
   w.Key("changed").Uint(st.changed);
   w.Key("next");
-  if (st.next == kForever) w.Null();
-  else w.Int(st.next);
+  time(std::min(st.next, ls.next));
+  w.Key("lifecycle").BeginObject();
+  w.Key("fired").Uint(ls.fired).Key("transitions").Uint(ls.transitions).Key("intents").Uint(ls.intents);
+  w.Key("next");
+  time(ls.next);
+  w.EndObject();
   w.EndObject();
   return out;
 }

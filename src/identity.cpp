@@ -45,6 +45,11 @@ std::string_view FeedKindName(FeedEvent::Kind k) {
     case K::kTagChanged: return "tag_changed";
     case K::kTagDropped: return "tag_dropped";
     case K::kAudienceCounted: return "audience_counted";
+    case K::kStateChanged: return "state_changed";
+    case K::kPoints: return "points";
+    case K::kTierChanged: return "tier_changed";
+    case K::kJourney: return "journey";
+    case K::kIntent: return "intent";
   }
   return "unknown";
 }

@@ -526,6 +526,10 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
       dom::array a;
       if (val.get(a) != simdjson::SUCCESS) return Bad(p, "expected an array of tag definitions");
       cfg.tags_json = simdjson::minify(val);
+    } else if (key == "lifecycle") {
+      dom::object o;
+      if (val.get(o) != simdjson::SUCCESS) return Bad(p, "expected a lifecycle definition document (an object)");
+      cfg.lifecycle_json = simdjson::minify(val);
     } else if (key == "limits") {
       dom::object l;
       if (val.get(l) != simdjson::SUCCESS) return Bad(p, "expected an object");
@@ -539,6 +543,9 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
         else if (k2 == "max_expr_bytes") st = GetUint(v2, p2, cfg.limits.max_expr_bytes);
         else if (k2 == "max_tags") st = GetUint(v2, p2, cfg.limits.max_tags);
         else if (k2 == "max_audiences") st = GetUint(v2, p2, cfg.limits.max_audiences);
+        else if (k2 == "max_lifecycle_definitions") st = GetUint(v2, p2, cfg.limits.max_lifecycle_definitions);
+        else if (k2 == "max_history") st = GetUint(v2, p2, cfg.limits.max_history);
+        else if (k2 == "max_outbox") st = GetUint(v2, p2, cfg.limits.max_outbox);
         else if (k2 == "max_expr_nodes") st = GetUint(v2, p2, cfg.limits.max_expr_nodes);
         else if (k2 == "max_expr_depth") st = GetUint(v2, p2, cfg.limits.max_expr_depth);
         else if (k2 == "max_expr_steps") st = GetUint(v2, p2, cfg.limits.max_expr_steps);

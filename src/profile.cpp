@@ -591,7 +591,7 @@ ProfileStore::ProfileStore(const EngineConfig& cfg, const IdentityGraph& graph, 
     : impl_(std::make_unique<Impl>(*this, sources)), cfg_(cfg), graph_(graph) {}
 ProfileStore::~ProfileStore() = default;
 
-void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* found) {
+uint64_t ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* found) {
   Impl& m = *impl_;
   NodeId nodes[256];
   uint32_t n = 0;
@@ -600,9 +600,9 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
   std::sort(nodes, nodes + n);
   n = static_cast<uint32_t>(std::unique(nodes, nodes + n) - nodes);
   NodeId anchor = graph_.RecordAnchor(nodes, n);
-  if (anchor == kNoNode) return;
+  if (anchor == kNoNode) return 0;
   uint64_t oneid = graph_.OneIdOf(anchor);
-  if (oneid == 0) return;
+  if (oneid == 0) return 0;
   uint32_t slot;
   Profile& p = m.GetOrCreate(oneid, &slot);
   m.touched.insert(slot);
@@ -621,12 +621,12 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
     if (!change.all) change.attrs.push_back(attr);
   }
 
-  if (r.event_type_len == 0) return;
+  if (r.event_type_len == 0) return oneid;
   std::string_view tname = b.Kept(r.event_type_off, r.event_type_len);
   if (r.ts < 0 || static_cast<uint64_t>(r.ts) > kTsMask ||
       (m.event_types.Find(tname) < 0 && m.event_types.size() >= kMaxEventTypes)) {
     m.events_dropped++;
-    return;
+    return oneid;
   }
   uint32_t type = m.event_types.Intern(tname);
   if (!change.all) change.events.push_back(type);
@@ -652,6 +652,7 @@ void ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* foun
   int32_t day = cfg_.zone.DayOf(r.ts);
   if (day > m.newest_day) m.newest_day = day;
   if (day >= p.cells_from) m.AddToCell(p, type, day, amount);
+  return oneid;
 }
 
 void ProfileStore::Reconcile(const std::vector<uint64_t>& oneids) {
@@ -770,6 +771,8 @@ const std::string& ProfileStore::AttrName(uint32_t a) const { return impl_->attr
 const std::string& ProfileStore::EventTypeName(uint32_t t) const { return impl_->event_types.Name(t); }
 const std::string& ProfileStore::PropKeyName(uint32_t k) const { return impl_->prop_keys.Name(k); }
 const std::string& ProfileStore::TagName(uint32_t t) const { return impl_->tags.Name(t); }
+const std::string& ProfileStore::MachineName(uint32_t m) const { return impl_->machines.Name(m); }
+int64_t ProfileStore::FindMachine(std::string_view name) const { return impl_->machines.Find(name); }
 const std::string& ProfileStore::SourceName(uint32_t s) const { return impl_->sources.Name(s); }
 Survivorship ProfileStore::RuleOf(uint32_t attr) const { return impl_->Rule(attr); }
 

@@ -932,6 +932,20 @@ void TagEngine::Update(int64_t now) {
   }
 }
 
+void TagEngine::StatesChanged(const std::vector<uint64_t>& oneids, int64_t now) {
+  std::vector<uint8_t> dirty(order_.size());
+  bool any = false;
+  for (size_t i = 0; i < order_.size(); ++i) any |= (dirty[i] = defs_[order_[i]]->reads.state);
+  if (!any) return;
+  std::vector<uint32_t> slots;
+  for (uint64_t id : oneids)
+    if (int64_t s = store_.SlotOf(id); s >= 0) slots.push_back(static_cast<uint32_t>(s));
+  std::sort(slots.begin(), slots.end());
+  slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+  for (uint32_t slot : slots)
+    if (store_.AtSlot(slot)) EvaluateSlot(slot, dirty, now, /*feed=*/true, /*all_time=*/false);
+}
+
 TagEngine::AdvanceStats TagEngine::Advance(int64_t now) {
   AdvanceStats st;
   std::vector<uint32_t> due;

@@ -27,6 +27,7 @@
 #include "cdp/expr.hpp"
 #include "cdp/feed.hpp"
 #include "cdp/identity.hpp"
+#include "cdp/lifecycle.hpp"
 #include "cdp/policy.hpp"
 #include "cdp/profile.hpp"
 #include "cdp/record.hpp"
@@ -104,6 +105,23 @@ class Engine {
   // Operating metrics (docs/metrics.md): {"metric": "funnel" | "fast" | "clv" | "rfm", ...}.
   absl::StatusOr<std::string> Metrics(std::string_view request_json);
 
+  // Lifecycle (docs/lifecycle.md, loyalty.md, journeys.md): a definition document with
+  // "machines", "loyalty", "journeys" and "delivery"; see Lifecycle::Define.
+  absl::StatusOr<std::string> DefineLifecycle(std::string_view json);
+  // kind: "machine", "journey" or "loyalty".
+  absl::Status DropLifecycle(std::string_view kind, std::string_view name);
+  std::string LifecycleJson() const;
+  // A manual operation ({"op": "set_state" | "earn" | "spend" | ..., "oneid" or "type" and
+  // "value", "ts" optional}) at the engine's clock; see Lifecycle::Apply.
+  absl::StatusOr<std::string> LifecycleApply(std::string_view json);
+  // {"oneid","states","history","loyalty","journeys"}: the person's lifecycle.
+  absl::StatusOr<std::string> PersonLifecycle(uint64_t oneid) const;
+  // The outbox of action intents from a cursor; acknowledging is a write (logged).
+  std::string OutboxJson(uint64_t cursor, uint32_t limit) const;
+  absl::StatusOr<std::string> AckIntents(std::string_view json);
+  Lifecycle& lifecycle() { return *life_; }
+  const Lifecycle& lifecycle() const { return *life_; }
+
   TagEngine& tags() { return *tags_; }
   const TagEngine& tags() const { return *tags_; }
 
@@ -157,6 +175,11 @@ class Engine {
   struct SavedAudiences;
   // Makes the layers above the profiles (tags, audiences) and installs the config's tags.
   absl::Status OpenLayers();
+  // Feeds the batch's events (records in time order, with the OneID each was filed on) to
+  // the lifecycle, then the tags that read states.
+  void FeedLifecycle(const Batch& b, const std::vector<uint32_t>& order, const std::vector<uint64_t>& oneids);
+  void SyncStates();
+  absl::StatusOr<std::string> LifecycleApply(std::string_view json, int64_t now);
   // The audience a request names, selected at the request's "now" (default Now()).
   struct Selection;
   absl::StatusOr<std::unique_ptr<Selection>> Select(std::string_view request_json);
@@ -167,6 +190,7 @@ class Engine {
   std::unique_ptr<ProfileStore> profiles_;
   std::unique_ptr<TagEngine> tags_;
   std::unique_ptr<SavedAudiences> audiences_;
+  std::unique_ptr<Lifecycle> life_;
   ExprLimits expr_limits_;
   int64_t advanced_ = kNoTime;        // the clock Advance set last
   int64_t newest_record_ = kNoTime;   // the latest record time ingested

@@ -31,6 +31,12 @@ struct FeedEvent {
     kTagChanged,      // a: OneID; count: version; text: {"tag","from","to","reason"}
     kTagDropped,      // text: tag name; count: version
     kAudienceCounted, // text: {"audience","count","entered","left"}; a: count
+    // The lifecycle's (a: OneID; text: a JSON object of the details, docs/feed.md).
+    kStateChanged,    // {"machine","from","to","reason"}
+    kPoints,          // {"op","points","balance","reason",...}
+    kTierChanged,     // {"tiers","from","to","reason"}
+    kJourney,         // {"journey","event","step","reason"}
+    kIntent,          // {"id","journey"|"machine","action","status"}
   };
   uint64_t seq = 0;
   Kind kind{};

@@ -101,6 +101,10 @@ struct Limits {
   // Definitions (tags, saved audiences): each is evaluated for every person.
   uint32_t max_tags = 1000;
   uint32_t max_audiences = 1000;
+  // Lifecycle: machines + journeys; history kept per person; unacknowledged intents held.
+  uint32_t max_lifecycle_definitions = 1000;
+  uint32_t max_history = 64;
+  uint32_t max_outbox = 1'000'000;
 };
 
 // When a persistent engine's write-ahead log reaches the disk (docs/guarantees.md).
@@ -141,6 +145,7 @@ struct ProfileConfig {
 
 struct EngineConfig {
   std::string tags_json;            // "tags": definitions installed at open (docs/tags.md)
+  std::string lifecycle_json;       // "lifecycle": a definition document installed at open (docs/lifecycle.md)
   std::vector<IdPolicy> types;      // type id = index
   IdPolicy unknown_type_policy;     // template for types a record names but config lacks
   bool accept_unknown_types = true;

@@ -179,8 +179,9 @@ class ProfileStore final : public Names {
 
   // Files the facts of a linked record (its attributes, its event, its identifier set) on
   // the person its best live identifier belongs to. nodes: each identifier's node as
-  // linking left it (kNoNode entries are skipped).
-  void AddRecord(const Batch& b, const Record& r, const NodeId* nodes);
+  // linking left it (kNoNode entries are skipped). Returns the person's OneID (0: the
+  // record has no live identifier and was not filed).
+  uint64_t AddRecord(const Batch& b, const Record& r, const NodeId* nodes);
   // After identity changed: moves each fact of these persons' profiles (by OneID, absorbed
   // ones included) to where its record belongs now. Facts whose identifiers are all
   // removed or quarantined leave the store.
@@ -233,6 +234,9 @@ class ProfileStore final : public Names {
   const std::string& EventTypeName(uint32_t type) const;
   const std::string& PropKeyName(uint32_t key) const;
   const std::string& TagName(uint32_t tag) const;
+  const std::string& MachineName(uint32_t machine) const;
+  // An interned machine name's id, or -1 (a read: interns nothing).
+  int64_t FindMachine(std::string_view name) const;
   const std::string& SourceName(uint32_t source) const;
   Survivorship RuleOf(uint32_t attr) const;
 

@@ -59,6 +59,13 @@ class Subject {
   virtual Value Prop(const EventView& e, uint32_t key) const = 0;
 };
 
+// Machine states by OneID, for subjects that can read them (the lifecycle implements it).
+class StateReader {
+ public:
+  virtual ~StateReader() = default;
+  virtual Value State(uint32_t machine, uint64_t oneid) const = 0;
+};
+
 // Name resolution for compiling expressions. Attribute names, event types, property keys,
 // tags and machines are open sets: a name not seen yet is interned, so an expression may
 // name an attribute before the first record carries it. Identifier types are a closed

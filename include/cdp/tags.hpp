@@ -88,6 +88,12 @@ class TagEngine {
   // Bytes held by columns and bitmaps.
   uint64_t bytes() const;
   uint64_t evaluations() const { return evaluations_; }
+  // Where state.<machine> reads from (the lifecycle); nullptr: states are null.
+  void SetStates(const StateReader* states) { states_ = states; }
+  const StateReader* states() const { return states_; }
+  // Re-evaluates, on these persons, the tags that read state.* (and the tags that read
+  // those): the lifecycle moved them.
+  void StatesChanged(const std::vector<uint64_t>& oneids, int64_t now);
 
   struct Scratch;  // per-engine evaluation scratch (src/tags.cpp)
 
@@ -112,6 +118,7 @@ class TagEngine {
   std::vector<int64_t> due_;                              // by slot: earliest valid_until
   std::vector<std::pair<int64_t, uint32_t>> heap_;        // (due, slot), min-heap, lazy
   std::unique_ptr<Scratch> scratch_;
+  const StateReader* states_ = nullptr;
   uint64_t evaluations_ = 0;
 };
 
@@ -126,6 +133,9 @@ class TaggedView final : public Subject {
   int64_t LastSeen() const override { return view_.LastSeen(); }
   uint32_t IdCount(uint32_t id_type) const override { return view_.IdCount(id_type); }
   Value Tag(uint32_t tag) const override { return tags_.Get(tag, slot_); }
+  Value State(uint32_t machine) const override {
+    return tags_.states_ && p_ ? tags_.states_->State(machine, p_->oneid) : Value();
+  }
   Totals DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const override {
     return view_.DayTotals(type, first_day, last_day);
   }

@@ -1,0 +1,120 @@
+// cdp/lifecycle.hpp — the operating half: lifecycle machines, points and tiers, journeys.
+//
+// Everything here is data. A definition document (docs/lifecycle.md) holds any of:
+//   "machines": state machines (AIPL, FAST+ layers, new → active → dormant → churned):
+//               states, an initial state, transitions on events, on timers (after a
+//               duration in the state, at a local time, at a period's end) or on conditions,
+//               guards in the expression language, actions that emit intents, optional
+//               monotonic ladders no path moves backwards;
+//   "loyalty":  a points ledger of expiring lots earned by rules, growth value, and member
+//               tiers with upgrade, downgrade modes and manual floors, ceilings and pins;
+//   "journeys": step programs that emit action intents (waits, waits for an event with a
+//               timeout, conditions, random splits), with entry and exit rules, and
+//               "delivery": send windows, quiet hours and frequency caps in local time.
+//
+// The lifecycle never sends anything and never reads a clock. Events reach it in time
+// order after the profiles and tags took them (Engine's ingest path); Advance(now) fires
+// every stored absolute deadline that is due, in time order, evaluating guards at the
+// deadline, and returns the next wake-up. What it decides goes to the change feed
+// (transitions with their reason, points, tiers, journey steps) and, for what a host must
+// act on, to the outbox: intents with an idempotency key, read from a cursor and
+// acknowledged; an unacknowledged intent is read again.
+//
+// State is kept per OneID, so merges are explicit: counters add, tiers take the higher,
+// monotonic stages the furthest, and of two instances of one journey the earlier one stays
+// (the other is cancelled, with the reason in the feed). A person split off starts afresh.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "cdp/expr.hpp"
+#include "cdp/feed.hpp"
+#include "cdp/profile.hpp"
+#include "cdp/record.hpp"
+#include "cdp/subject.hpp"
+#include "cdp/tags.hpp"
+
+namespace cdp {
+
+namespace life { class Core; }
+
+// One event as the lifecycle sees it. batch and record, when set, give its properties.
+struct LifeEvent {
+  uint64_t oneid = 0;
+  uint32_t type = 0;          // ProfileStore::EventType id
+  int64_t ts = 0;             // epoch ms
+  int64_t amount = 0;         // fen
+  bool has_amount = false;
+  const Batch* batch = nullptr;
+  const Record* record = nullptr;
+  // A property of the event as text (strings as they are, integers and money in decimal),
+  // or empty when absent.
+  std::string_view Prop(std::string_view key, std::string& scratch) const;
+};
+
+struct LifecycleLimits {
+  uint32_t max_definitions = 1000;   // machines + journeys
+  uint32_t max_history = 64;         // transitions kept per person (the most recent)
+  uint32_t max_outbox = 1'000'000;   // unacknowledged intents; past it, intents are dropped and counted
+};
+
+class Lifecycle : public StateReader {
+ public:
+  Lifecycle(ProfileStore& store, TagEngine& tags, Feed& feed, const ExprLimits& lim, const LifecycleLimits& limits);
+  ~Lifecycle() override;
+
+  // Installs a definition document {"machines":[...], "loyalty":{...}, "journeys":[...],
+  // "delivery":{...}} (any subset). Everything is checked before anything is installed;
+  // errors name the path ("machines[0].transitions[2].when: line 1, column 4: ...").
+  // A redefined machine keeps each person's state when the state still exists.
+  // Returns {"machines":[names],"journeys":[names],"loyalty":bool,"delivery":bool}.
+  absl::StatusOr<std::string> Define(std::string_view json, int64_t now);
+  // kind: "machine", "journey" or "loyalty". Pending timers and intents of it go.
+  absl::Status Drop(std::string_view kind, std::string_view name);
+  // Manual operations, one JSON object with "op" (docs/lifecycle.md): set_state, earn,
+  // spend, adjust, refund, tier (floor, ceiling, pin with an expiry), enter (a journey),
+  // exit. The person is "oneid", or an identifier "type" and "value"; person resolves it
+  // (oneid 0 when the identifier was given) to a live OneID. Returns the operation's report.
+  using Resolver = absl::FunctionRef<absl::StatusOr<uint64_t>(uint64_t oneid, std::string_view type,
+                                                                std::string_view value)>;
+  absl::StatusOr<std::string> Apply(std::string_view json, int64_t now, Resolver person);
+
+  // Inputs from the engine's write path. Events in time order.
+  void OnEvent(const LifeEvent& e);
+  void OnMerge(uint64_t survivor, uint64_t absorbed, int64_t now);
+  void OnSplit(uint64_t kept, uint64_t left, int64_t now);
+  struct AdvanceStats {
+    uint64_t fired = 0;        // timers that came due
+    uint64_t transitions = 0;  // state changes (machines and tiers)
+    uint64_t intents = 0;      // intents put in the outbox
+    int64_t next = kForever;   // the earliest pending deadline afterwards
+  };
+  AdvanceStats Advance(int64_t now);
+  // Persons whose machine states changed since the last call (for tags that read state.*).
+  void TakeStateChanges(std::vector<uint64_t>& oneids);
+
+  // Reading.
+  std::string CatalogJson() const;
+  // Appends "states", "history", "loyalty" and "journeys" members to an open JSON object.
+  void AppendPerson(std::string& out, uint64_t oneid) const;
+  // Intents from cursor on that are not acknowledged: {"intents":[...],"next":cursor}.
+  std::string OutboxJson(uint64_t cursor, uint32_t limit) const;
+  // Acknowledges intents by id ({"ids":[...]} or {"through":id}); returns {"acked":N}.
+  absl::StatusOr<std::string> Ack(std::string_view json);
+  // StateReader: a machine's (or the tier's, or a journey's step) current value, or null.
+  Value State(uint32_t machine, uint64_t oneid) const override;
+  bool empty() const;  // nothing defined: events need not be fed
+  std::string StatsJson() const;
+  uint64_t bytes() const;
+
+ private:
+  std::unique_ptr<life::Core> core_;
+};
+
+}  // namespace cdp

@@ -1,0 +1,107 @@
+// Engine methods of the lifecycle layer: definitions, manual operations, the outbox, and
+// the glue that feeds it events and merges (cdp/lifecycle.hpp).
+#include "absl/strings/numbers.h"
+#include "engine_internal.hpp"
+#include "json_util.hpp"
+#include "util.hpp"
+#include "wal.hpp"
+
+namespace cdp {
+
+namespace {
+// The log kinds this file writes (engine.cpp's LogKind, pinned there).
+constexpr uint16_t kLogDefineLifecycle = 15, kLogDropLifecycle = 16, kLogLifecycleApply = 17, kLogAckIntents = 18;
+}  // namespace
+
+void Engine::FeedLifecycle(const Batch& b, const std::vector<uint32_t>& order, const std::vector<uint64_t>& oneids) {
+  LifeEvent e;
+  e.batch = &b;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const Record& r = b.records[order[k]];
+    if (oneids[k] == 0 || r.event_type_len == 0) continue;
+    e.oneid = graph_->Canonical(oneids[k]);  // a later record of the batch may have merged it
+    if (e.oneid == 0) continue;
+    e.type = profiles_->EventType(b.EventType(r));
+    e.ts = r.ts;
+    e.amount = r.amount_fen;
+    e.has_amount = r.has_amount;
+    e.record = &r;
+    life_->OnEvent(e);
+  }
+  SyncStates();
+}
+
+void Engine::SyncStates() {
+  std::vector<uint64_t> changed;
+  life_->TakeStateChanges(changed);
+  if (!changed.empty()) tags_->StatesChanged(changed, Now());
+}
+
+absl::StatusOr<std::string> Engine::DefineLifecycle(std::string_view json) {
+  if (auto st = Writable(); !st.ok()) return st;
+  if (json.size() > cfg_.limits.max_record_bytes * 16ull)
+    return absl::ResourceExhaustedError(
+        Cat("lifecycle definitions of ", json.size(), " bytes are over 16 x limits.max_record_bytes"));
+  WriteScope scope(*this);
+  auto r = life_->Define(json, Now());
+  if (!r.ok()) return r.status();  // refused whole: nothing changed
+  SyncStates();
+  if (auto st = Log(kLogDefineLifecycle, {json}); !st.ok()) return st;
+  return r;
+}
+
+absl::Status Engine::DropLifecycle(std::string_view kind, std::string_view name) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
+  if (auto st = life_->Drop(kind, name); !st.ok()) return st;
+  SyncStates();
+  return Log(kLogDropLifecycle, {kind, name});
+}
+
+std::string Engine::LifecycleJson() const { return life_->CatalogJson(); }
+
+absl::StatusOr<std::string> Engine::LifecycleApply(std::string_view json) {
+  if (auto st = Writable(); !st.ok()) return st;
+  return LifecycleApply(json, Now());
+}
+
+absl::StatusOr<std::string> Engine::LifecycleApply(std::string_view json, int64_t now) {
+  if (json.size() > cfg_.limits.max_record_bytes)
+    return absl::ResourceExhaustedError(Cat("a lifecycle operation of ", json.size(), " bytes is over limits.max_record_bytes"));
+  WriteScope scope(*this);
+  auto resolve = [&](uint64_t oneid, std::string_view type, std::string_view value) -> absl::StatusOr<uint64_t> {
+    if (oneid != 0) {
+      uint64_t id = graph_->Canonical(oneid);
+      if (id == 0) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+      return id;
+    }
+    return Resolve(type, value);
+  };
+  auto r = life_->Apply(json, now, resolve);
+  if (!r.ok()) return r.status();  // refused: nothing changed
+  SyncStates();
+  if (auto st = Log(kLogLifecycleApply, {json, WalU64(static_cast<uint64_t>(now)).view()}); !st.ok()) return st;
+  return r;
+}
+
+absl::StatusOr<std::string> Engine::PersonLifecycle(uint64_t oneid) const {
+  uint64_t id = graph_->Canonical(oneid);
+  if (id == 0) return absl::NotFoundError(Cat("no person with OneID ", oneid));
+  std::string out = Cat("{\"oneid\":", id, ",");
+  life_->AppendPerson(out, id);
+  out += "}";
+  return out;
+}
+
+std::string Engine::OutboxJson(uint64_t cursor, uint32_t limit) const { return life_->OutboxJson(cursor, limit); }
+
+absl::StatusOr<std::string> Engine::AckIntents(std::string_view json) {
+  if (auto st = Writable(); !st.ok()) return st;
+  WriteScope scope(*this);
+  auto r = life_->Ack(json);
+  if (!r.ok()) return r.status();
+  if (auto st = Log(kLogAckIntents, {json}); !st.ok()) return st;
+  return r;
+}
+
+}  // namespace cdp

@@ -1,0 +1,237 @@
+// Internal to the lifecycle (src/lifecycle.cpp, machines.cpp, loyalty.cpp, journeys.cpp):
+// the core the three parts share — the person index, the timer heap, the outbox, person
+// histories, guard evaluation and payload templates — and the interface each part
+// implements.
+//
+// Persons are indexed by a dense Ix handed out on first sight of a OneID and never reused
+// (a merged-away person's Ix stays empty), so parts keep their per-person state in plain
+// vectors indexed by Ix. Ix 0 is nobody (OneID 0): its state is always empty, and reading
+// an unknown person reads it. Parts' const methods must accept any Ix below persons() even
+// when their vectors have not grown to it yet. Timers are (at, part, person, item, gen) in one min-heap; a part
+// bumps its own generation counter to cancel a timer lazily. Firing order is by time, then
+// part, person and item, so Advance is deterministic.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cdp/lifecycle.hpp"
+#include "json_util.hpp"
+#include "simdjson.h"
+
+namespace cdp::life {
+
+using Ix = uint32_t;
+inline constexpr Ix kNoIx = 0xFFFFFFFFu;
+
+enum class PartId : uint8_t { kMachines = 0, kLoyalty = 1, kJourneys = 2 };
+
+struct Timer {
+  int64_t at;
+  uint8_t part;
+  Ix person;
+  uint32_t item;  // the part's meaning (a machine, a journey instance, a lot ...)
+  uint32_t gen;   // the part's generation when scheduled; stale when it moved on
+  bool operator>(const Timer& o) const {
+    if (at != o.at) return at > o.at;
+    if (part != o.part) return part > o.part;
+    if (person != o.person) return person > o.person;
+    if (item != o.item) return item > o.item;
+    return gen > o.gen;
+  }
+};
+
+// One entry of a person's history: a machine transition, a tier change, a journey step.
+struct Transition {
+  int64_t ts;
+  uint32_t machine;  // ProfileStore::Machine id of the machine, tier set or journey
+  uint16_t from, to; // state indexes (0xFFFF: none)
+  uint8_t reason;    // Reason
+  uint32_t cause;    // event type for kEvent, transition index for timers, else 0
+};
+enum class Reason : uint8_t { kEvent, kTimer, kCondition, kPeriod, kManual, kImport, kMerge, kInitial, kDefinition };
+std::string_view ReasonName(Reason r);
+
+// A host-facing action intent.
+struct Intent {
+  uint64_t id = 0;          // outbox sequence (cursor)
+  uint64_t oneid = 0;
+  int64_t at = 0;           // when it became deliverable (a deferred intent: the deferred time)
+  int64_t created = 0;      // when it was decided
+  std::string key;          // idempotency key: the same decision always has the same key
+  std::string origin;       // "journey:fan" or "machine:aipl"
+  std::string step;         // the journey step id or "from->to"
+  std::string action;
+  std::string channel;
+  std::string payload;      // rendered JSON
+  bool acked = false;
+};
+
+class Outbox {
+ public:
+  explicit Outbox(uint32_t max) : max_(max) {}
+  // Adds an intent; returns its id, or 0 (and counts a drop) when the outbox is full.
+  uint64_t Add(Intent in);
+  // Unacknowledged intents with id >= cursor, at most limit; returns the next cursor.
+  uint64_t Read(uint64_t cursor, uint32_t limit, std::vector<const Intent*>& out) const;
+  bool Ack(uint64_t id);
+  uint64_t AckThrough(uint64_t id);
+  // Drops a person's unacknowledged intents (erasure, cancellation by origin when origin
+  // is not empty). Returns how many.
+  uint64_t Drop(uint64_t oneid, std::string_view origin = {});
+  uint64_t pending() const { return pending_; }
+  uint64_t dropped() const { return dropped_; }
+  uint64_t next() const { return next_; }
+  uint64_t bytes() const;
+
+ private:
+  void Compact();
+  std::deque<Intent> items_;  // ids first_ .. next_-1
+  uint64_t first_ = 1, next_ = 1;
+  uint64_t pending_ = 0, dropped_ = 0;
+  uint32_t max_;
+};
+
+// A JSON payload whose strings may hold {{expression}} placeholders. A string that is one
+// placeholder becomes the expression's typed value (JSON); placeholders inside text are
+// interpolated as text. Rendering concatenates the segments.
+struct Template {
+  struct Seg {
+    std::string lit;   // literal JSON text (before the placeholder, if any)
+    int expr = -1;     // index into exprs, or -1
+    bool whole = false;  // the placeholder is a whole JSON value (else inside a string)
+  };
+  std::vector<Seg> segs;
+  std::vector<Expr> exprs;
+  bool empty() const { return segs.empty(); }
+};
+
+class Core;
+
+// The interface of a part (machines, loyalty, journeys).
+class Part {
+ public:
+  explicit Part(Core& core) : core_(core) {}
+  virtual ~Part() = default;
+  // The key of its section in a definition document ("machines", "loyalty", "journeys").
+  virtual std::string_view section() const = 0;
+  // Checks its keys of a definition document (root is the whole object; the journeys part
+  // reads "journeys" and "delivery"); on success returns an installer that cannot fail and
+  // writes the part's members of the report. Errors name the path. Nothing may change
+  // before the installer runs (names may be interned).
+  using Installer = std::function<void(json::Writer& report)>;
+  virtual absl::StatusOr<Installer> Prepare(simdjson::dom::element root, int64_t now) = 0;
+  // kind is the part's own ("machine", "journey", "loyalty"); false if not its kind.
+  virtual bool Owns(std::string_view kind) const = 0;
+  virtual absl::Status Drop(std::string_view name) = 0;
+  // A manual operation; NotFound-free: false when op is not this part's.
+  virtual bool Handles(std::string_view op) const = 0;
+  virtual absl::Status Apply(std::string_view op, simdjson::dom::object req, Ix p, int64_t now,
+                             json::Writer& out) = 0;
+  virtual void OnEvent(Ix p, const LifeEvent& e) = 0;
+  // A machine moved (journeys enter on states). machine is a ProfileStore::Machine id.
+  virtual void OnTransition(Ix /*p*/, uint32_t /*machine*/, uint16_t /*from*/, uint16_t /*to*/, int64_t /*ts*/) {}
+  virtual void Fire(const Timer& t) = 0;
+  // absorbed's state joins survivor's; absorbed is then cleared by the core.
+  virtual void Merge(Ix survivor, Ix absorbed, int64_t now) = 0;
+  virtual void Clear(Ix p) = 0;
+  // Writes "key": value members into an open object for the person.
+  virtual void AppendPerson(json::Writer& w, Ix p) const = 0;
+  virtual void AppendCatalog(json::Writer& w) const = 0;
+  // The value of state.<name> when name is this part's (machine id from ProfileStore).
+  virtual bool StateOf(uint32_t machine, Ix p, Value& out) const = 0;
+  // The name of state s of machine (for history), or empty when not this part's.
+  virtual std::string_view StateName(uint32_t /*machine*/, uint16_t /*s*/) const { return {}; }
+  virtual bool empty() const = 0;
+  virtual uint64_t bytes() const = 0;
+
+ protected:
+  Core& core_;
+};
+
+class Core {
+ public:
+  Core(ProfileStore& store, TagEngine& tags, Feed& feed, const ExprLimits& lim, const LifecycleLimits& limits);
+  ~Core();
+
+  ProfileStore& store;
+  TagEngine& tags;
+  Feed& feed;
+  const ExprLimits lim;
+  const LifecycleLimits limits;
+  const TimeZone& zone() const { return store.Zone(); }
+
+  // Persons.
+  Ix Person(uint64_t oneid);            // found or added
+  Ix Find(uint64_t oneid) const;        // or kNoIx
+  uint64_t OneId(Ix p) const { return oneids_[p]; }  // 0: merged away or forgotten
+  void Forget(Ix p);
+  void MergeHistory(Ix survivor, Ix absorbed);
+  Ix persons() const { return static_cast<Ix>(oneids_.size()); }
+
+  // Timers.
+  void Schedule(int64_t at, PartId part, Ix p, uint32_t item, uint32_t gen);
+  int64_t NextDue() const;
+
+  // History and feed. Record keeps the transition in the person's history, appends the
+  // feed event (kind with text) and marks the person's states changed.
+  void Record(Ix p, const Transition& t, FeedEvent::Kind kind, std::string text);
+  // A feed event about a person with a JSON object text.
+  void FeedPerson(Ix p, FeedEvent::Kind kind, int64_t ts, std::string text);
+  const std::vector<Transition>& History(Ix p) const;
+  // Tells every part a machine moved.
+  void Transitioned(Ix p, uint32_t machine, uint16_t from, uint16_t to, int64_t ts);
+
+  // Expressions: guards and payload values, evaluated on the person at now.
+  absl::StatusOr<Expr> Compile(simdjson::dom::element v, std::string_view path);
+  // False (never an error) when the guard is not true, the person has no profile, or
+  // evaluation runs out of steps (counted in guard_errors).
+  bool Test(const Expr& e, Ix p, int64_t now);
+  Value Eval(const Expr& e, Ix p, int64_t now);
+  absl::StatusOr<Template> CompileTemplate(simdjson::dom::element v, std::string_view path);
+  std::string Render(const Template& t, Ix p, int64_t now);
+
+  // Durations: "30d", "12h", "1d12h", "500ms", or a number of ms.
+  static absl::Status Duration(simdjson::dom::element v, std::string_view path, int64_t& ms);
+  // "HH:MM" or "HH:MM:SS" as ms after local midnight.
+  static absl::Status TimeOfDay(simdjson::dom::element v, std::string_view path, int64_t& ms);
+  // The first instant > after that is local time-of-day tod (ms after midnight).
+  int64_t NextLocalTime(int64_t after, int64_t tod) const;
+  // Deterministic bucket of a person for splits and holdouts: [0, 10000).
+  static uint32_t Bucket(uint64_t oneid, std::string_view salt);
+
+  Outbox outbox;
+  std::vector<std::unique_ptr<Part>> parts;  // indexed by PartId
+  Part& part(PartId id) { return *parts[static_cast<size_t>(id)]; }
+
+  // Persons whose machine states changed (for tags reading state.*).
+  std::vector<uint64_t> state_changed;
+  uint64_t guard_errors = 0;
+  uint64_t transitions = 0, intents = 0;  // counted during Advance by the parts
+
+  // The heap, for Advance (lifecycle.cpp).
+  std::vector<Timer> heap;
+
+ private:
+  absl::flat_hash_map<uint64_t, Ix> index_;
+  std::vector<uint64_t> oneids_;
+  std::vector<std::vector<Transition>> history_;
+  Evaluator ev_;
+};
+
+// Parts, made by the core (machines.cpp, loyalty.cpp, journeys.cpp).
+std::unique_ptr<Part> MakeMachines(Core& core);
+std::unique_ptr<Part> MakeLoyalty(Core& core);
+std::unique_ptr<Part> MakeJourneys(Core& core);
+
+absl::Status Bad(std::string_view path, std::string_view what);
+
+}  // namespace cdp::life
