@@ -18,10 +18,10 @@ void Engine::FeedLifecycle(const Batch& b, const std::vector<uint32_t>& order, c
   e.batch = &b;
   for (size_t k = 0; k < order.size(); ++k) {
     const Record& r = b.records[order[k]];
-    if (oneids[k] == 0 || r.event_type_len == 0) continue;
+    if (oneids[k] == 0) continue;
     e.oneid = graph_->Canonical(oneids[k]);  // a later record of the batch may have merged it
     if (e.oneid == 0) continue;
-    e.type = profiles_->EventType(b.EventType(r));
+    e.type = r.event_type_len ? profiles_->EventType(b.EventType(r)) : kAnyEventType;
     e.ts = r.ts;
     e.amount = r.amount_fen;
     e.has_amount = r.has_amount;

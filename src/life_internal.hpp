@@ -85,7 +85,7 @@ class Outbox {
   bool Ack(uint64_t id);
   uint64_t AckThrough(uint64_t id);
   // Drops a person's unacknowledged intents (erasure, cancellation by origin when origin
-  // is not empty). Returns how many.
+  // is not empty); oneid 0: every person's (a dropped journey). Returns how many.
   uint64_t Drop(uint64_t oneid, std::string_view origin = {});
   uint64_t pending() const { return pending_; }
   uint64_t dropped() const { return dropped_; }
@@ -137,9 +137,15 @@ class Part {
   virtual absl::Status Apply(std::string_view op, simdjson::dom::object req, Ix p, int64_t now,
                              json::Writer& out) = 0;
   virtual void OnEvent(Ix p, const LifeEvent& e) = 0;
+  // Every record filed on a person, events or not (type kAnyEventType: attributes only),
+  // before OnEvent. Machines read imported states and attribute conditions here.
+  virtual void OnRecord(Ix /*p*/, const LifeEvent& /*e*/) {}
   // A machine moved (journeys enter on states). machine is a ProfileStore::Machine id.
   virtual void OnTransition(Ix /*p*/, uint32_t /*machine*/, uint16_t /*from*/, uint16_t /*to*/, int64_t /*ts*/) {}
   virtual void Fire(const Timer& t) = 0;
+  // Advance(now) calls it after the due timers fired: conditions over every person (journey
+  // audiences) are evaluated here. Timers it schedules at or before now fire in that Advance.
+  virtual void Advanced(int64_t /*now*/) {}
   // absorbed's state joins survivor's; absorbed is then cleared by the core.
   virtual void Merge(Ix survivor, Ix absorbed, int64_t now) = 0;
   virtual void Clear(Ix p) = 0;

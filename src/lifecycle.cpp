@@ -100,7 +100,7 @@ uint64_t Outbox::AckThrough(uint64_t id) {
 uint64_t Outbox::Drop(uint64_t oneid, std::string_view origin) {
   uint64_t n = 0;
   for (Intent& in : items_) {
-    if (in.acked || in.oneid != oneid || (!origin.empty() && in.origin != origin)) continue;
+    if (in.acked || (oneid != 0 && in.oneid != oneid) || (!origin.empty() && in.origin != origin)) continue;
     in.acked = true;
     pending_--;
     n++;
@@ -504,6 +504,9 @@ absl::StatusOr<std::string> Lifecycle::Apply(std::string_view text, int64_t now,
 void Lifecycle::OnEvent(const LifeEvent& e) {
   Ix p = core_->Person(e.oneid);
   for (auto& part : core_->parts)
+    if (!part->empty()) part->OnRecord(p, e);
+  if (e.type == kAnyEventType) return;
+  for (auto& part : core_->parts)
     if (!part->empty()) part->OnEvent(p, e);
 }
 
@@ -527,14 +530,20 @@ Lifecycle::AdvanceStats Lifecycle::Advance(int64_t now) {
   AdvanceStats st;
   Core& c = *core_;
   c.transitions = c.intents = 0;
-  while (!c.heap.empty() && c.heap.front().at <= now) {
-    std::pop_heap(c.heap.begin(), c.heap.end(), std::greater<>());
-    life::Timer t = c.heap.back();
-    c.heap.pop_back();
-    if (c.OneId(t.person) == 0) continue;  // merged away or forgotten
-    st.fired++;
-    c.parts[t.part]->Fire(t);
-  }
+  auto fire_due = [&] {
+    while (!c.heap.empty() && c.heap.front().at <= now) {
+      std::pop_heap(c.heap.begin(), c.heap.end(), std::greater<>());
+      life::Timer t = c.heap.back();
+      c.heap.pop_back();
+      if (c.OneId(t.person) == 0) continue;  // merged away or forgotten
+      st.fired++;
+      c.parts[t.part]->Fire(t);
+    }
+  };
+  fire_due();
+  for (auto& part : c.parts)
+    if (!part->empty()) part->Advanced(now);
+  fire_due();
   st.transitions = c.transitions;
   st.intents = c.intents;
   st.next = c.NextDue();

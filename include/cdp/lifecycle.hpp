@@ -47,7 +47,7 @@ namespace life { class Core; }
 // One event as the lifecycle sees it. batch and record, when set, give its properties.
 struct LifeEvent {
   uint64_t oneid = 0;
-  uint32_t type = 0;          // ProfileStore::EventType id
+  uint32_t type = 0;          // ProfileStore::EventType id; kAnyEventType: a record without an event
   int64_t ts = 0;             // epoch ms
   int64_t amount = 0;         // fen
   bool has_amount = false;
@@ -85,7 +85,8 @@ class Lifecycle : public StateReader {
                                                                 std::string_view value)>;
   absl::StatusOr<std::string> Apply(std::string_view json, int64_t now, Resolver person);
 
-  // Inputs from the engine's write path. Events in time order.
+  // Inputs from the engine's write path: every filed record in time order (a record
+  // without an event carries attributes, which machines may import states from).
   void OnEvent(const LifeEvent& e);
   void OnMerge(uint64_t survivor, uint64_t absorbed, int64_t now);
   void OnSplit(uint64_t kept, uint64_t left, int64_t now);
