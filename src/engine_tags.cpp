@@ -588,7 +588,7 @@ absl::StatusOr<std::string> Engine::Metrics(std::string_view request_json) {
     TaggedView v(*tags_, slot);
     f(v);
   };
-  metrics::Population pop{*profiles_, members ? &*members : nullptr, with_subject, &cfg_};
+  metrics::Population pop{*profiles_, members ? &*members : nullptr, with_subject, &cfg_, life_.get()};
   return metrics::Run(pop, request, *profiles_, expr_limits_);
 }
 

@@ -156,6 +156,10 @@ class Part {
   virtual bool StateOf(uint32_t machine, Ix p, Value& out) const = 0;
   // The name of state s of machine (for history), or empty when not this part's.
   virtual std::string_view StateName(uint32_t /*machine*/, uint16_t /*s*/) const { return {}; }
+  // A machine's states in order and its initial state, when it is this part's.
+  virtual bool Describe(uint32_t /*machine*/, std::vector<std::string>& /*states*/, uint16_t& /*initial*/) const {
+    return false;
+  }
   virtual bool empty() const = 0;
   virtual uint64_t bytes() const = 0;
 

@@ -652,6 +652,36 @@ Value Lifecycle::State(uint32_t machine, uint64_t oneid) const {
   return Value();
 }
 
+bool Lifecycle::Describe(std::string_view machine, std::vector<std::string>& states, uint16_t& initial) const {
+  int64_t id = core_->store.FindMachine(machine);
+  if (id < 0) return false;
+  for (auto& part : core_->parts)
+    if (part->Describe(static_cast<uint32_t>(id), states, initial)) return true;
+  return false;
+}
+
+int Lifecycle::StateAt(std::string_view machine, uint64_t oneid, int64_t at) const {
+  int64_t id = core_->store.FindMachine(machine);
+  Ix p = core_->Find(oneid);
+  if (id < 0 || p == life::kNoIx || p == 0) return -1;
+  const auto& h = core_->History(p);
+  bool any = false;
+  for (size_t i = h.size(); i-- > 0;) {
+    if (h[i].machine != id) continue;
+    any = true;
+    if (h[i].ts <= at) return h[i].to == 0xFFFF ? -1 : h[i].to;
+  }
+  if (any && h.size() < core_->limits.max_history) return -1;  // entered after the instant
+  // No history reaches back (kept short, or none kept): the current state, if entered by then.
+  std::vector<std::string> states;
+  uint16_t initial;
+  Value v = State(static_cast<uint32_t>(id), oneid);
+  if (v.kind != ValueKind::kString || !Describe(machine, states, initial)) return -1;
+  for (size_t i = 0; i < states.size(); ++i)
+    if (states[i] == v.str()) return static_cast<int>(i);
+  return -1;
+}
+
 bool Lifecycle::empty() const {
   for (auto& part : core_->parts)
     if (!part->empty()) return false;

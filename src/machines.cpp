@@ -124,6 +124,13 @@ class Machines final : public Part {
   void AppendCatalog(json::Writer& w) const override;
   bool StateOf(uint32_t machine, Ix p, Value& out) const override;
   std::string_view StateName(uint32_t machine, uint16_t s) const override;
+  bool Describe(uint32_t machine, std::vector<std::string>& states, uint16_t& initial) const override {
+    int64_t mi = FindMachine(machine);
+    if (mi < 0) return false;
+    states = machines_[mi].def->states;
+    initial = machines_[mi].def->initial;
+    return true;
+  }
   uint64_t bytes() const override;
 
  private:
@@ -460,6 +467,7 @@ absl::Status Machines::Drop(std::string_view name) {
     if (!m.def || m.def->name != name) continue;
     for (Ix p = 0; p < m.cells.size(); ++p)
       if (m.cells[p].state != kNone) core_.state_changed.push_back(core_.OneId(p));
+    core_.outbox.Drop(0, Cat("machine:", name));  // its unacknowledged intents go with it
     m = Machine();
     live_--;
     return absl::OkStatus();
@@ -595,8 +603,9 @@ void Machines::FirePeriod(uint32_t mi, Ix p, int64_t at) {
   Cell& c = CellOf(machines_[mi], p);
   c.period_due = PeriodStart(d.reset, at);
   // The new period begins at the initial state (monotonic ladders are per period); the
-  // period's conditions then place the person again.
-  Enter(mi, p, d.initial, at, Reason::kPeriod, nullptr, 0);
+  // period's conditions then place the person again. A person already there stays, with
+  // no transition to record.
+  if (c.state != d.initial) Enter(mi, p, d.initial, at, Reason::kPeriod, nullptr, 0);
   core_.Schedule(c.period_due, PartId::kMachines, p, mi * 2 + 1, c.gen);
   FollowConditions(mi, p, at);
 }
@@ -704,7 +713,10 @@ absl::Status Machines::Apply(std::string_view, dom::object req, Ix p, int64_t no
   if (c.state == kNone) out.Null(); else out.String(d.states[c.state]);
   out.Key("to").String(state);
   out.Key("changed").Bool(c.state != to);
-  if (c.state != to) Enter(mi, p, to, now, Reason::kManual, nullptr, 0);
+  if (c.state != to) {
+    Enter(mi, p, to, now, Reason::kManual, nullptr, 0);
+    FollowConditions(mi, p, now);
+  }
   return absl::OkStatus();
 }
 
@@ -713,6 +725,10 @@ void Machines::Merge(Ix a, Ix b, int64_t now) {
     Machine& m = machines_[mi];
     if (!m.def) continue;
     const Def& d = *m.def;
+    // Deadlines due by the merge fire first, so the outcome does not depend on when the
+    // host last advanced.
+    CatchUp(mi, a, now);
+    CatchUp(mi, b, now);
     const Cell* cb = CellAt(m, b);
     if (!cb || cb->state == kNone) continue;
     Cell ob = *cb;

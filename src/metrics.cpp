@@ -400,6 +400,10 @@ absl::StatusOr<std::string> RunFunnel(const Population& pop, dom::element root, 
 struct FastSpec {
   std::vector<std::string_view> layer_names;  // shallow to deep
   std::vector<Expr> layers;
+  // A lifecycle machine as the layers: its states after the initial one, in ladder order.
+  std::string_view machine;
+  std::vector<std::string> machine_states;
+  std::vector<int> layer_of_state;  // state index -> layer index, -1 for the initial state
   Window period, previous;
   bool connection = false;
   std::string_view conn_event, conn_prop;
@@ -407,37 +411,52 @@ struct FastSpec {
   uint32_t top = kDefaultTop;
 };
 
-absl::Status ReadFast(dom::element root, Names& names, const ExprLimits& lim, FastSpec& f) {
-  auto o = Obj::Of(root, "fast", {"metric", "layers", "period", "previous", "connection"});
+absl::Status ReadFast(dom::element root, Names& names, const ExprLimits& lim, const Lifecycle* life, FastSpec& f) {
+  auto o = Obj::Of(root, "fast", {"metric", "layers", "machine", "period", "previous", "connection"});
   if (!o.ok()) return o.status();
   auto layers = o->Get("layers");
   dom::array arr;
-  if (!layers) return Bad("fast.layers", "missing");
-  if (layers->get(arr)) return Bad("fast.layers", "expected a list of {\"name\",\"when\"}, shallow to deep");
-  if (arr.size() == 0 || arr.size() > kMaxLayers)
-    return Bad("fast.layers", Cat("expected 1 to ", kMaxLayers, " layers, found ", arr.size()));
-  size_t i = 0;
-  for (dom::element el : arr) {
-    auto l = Obj::Of(el, Cat("fast.layers[", i, "]"), {"name", "when"});
-    if (!l.ok()) return l.status();
-    std::string_view name;
-    if (auto st = l->String("name", true, name); !st.ok()) return st;
-    if (std::find(f.layer_names.begin(), f.layer_names.end(), name) != f.layer_names.end())
-      return Bad(l->PathOf("name"), Cat("layer \"", name, "\" is defined twice"));
-    auto when = l->Get("when");
-    if (!when) return Bad(l->PathOf("when"), "missing");
-    // The condition as text, or as the JSON AST a UI builds.
-    std::string_view text;
-    absl::StatusOr<Expr> e = absl::InvalidArgumentError("expected an expression (text or JSON AST object)");
-    if (!when->get(text)) e = Expr::Compile(text, names, lim);
-    else if (when->is_object()) e = Expr::FromAst(simdjson::minify(*when), names, lim);
-    if (!e.ok()) return Bad(l->PathOf("when"), std::string(e.status().message()));
-    std::string_view type = e->result_type();
-    if (type != "bool" && type != "any")
-      return Bad(l->PathOf("when"), Cat("expected a condition (bool), found ", type));
-    f.layer_names.push_back(name);
-    f.layers.push_back(*std::move(e));
-    ++i;
+  if (auto m = o->Get("machine")) {
+    if (layers) return Bad("fast.machine", "give \"layers\" or \"machine\", not both");
+    if (m->get(f.machine) || f.machine.empty()) return Bad("fast.machine", "expected a machine's name");
+    uint16_t initial = 0;
+    if (!life || !life->Describe(f.machine, f.machine_states, initial))
+      return Bad("fast.machine", Cat("no lifecycle machine named ", f.machine));
+    if (f.machine_states.size() < 2) return Bad("fast.machine", "the machine needs a state besides its initial one");
+    for (size_t i = 0; i < f.machine_states.size(); ++i) {
+      f.layer_of_state.push_back(i == initial ? -1 : static_cast<int>(f.layer_names.size()));
+      if (i != initial) f.layer_names.push_back(f.machine_states[i]);
+    }
+  } else if (!layers) {
+    return Bad("fast.layers", "missing (or name a lifecycle \"machine\")");
+  }
+  if (f.machine.empty()) {  // layers as conditions
+    if (layers->get(arr)) return Bad("fast.layers", "expected a list of {\"name\",\"when\"}, shallow to deep");
+    if (arr.size() == 0 || arr.size() > kMaxLayers)
+      return Bad("fast.layers", Cat("expected 1 to ", kMaxLayers, " layers, found ", arr.size()));
+    size_t i = 0;
+    for (dom::element el : arr) {
+      auto l = Obj::Of(el, Cat("fast.layers[", i, "]"), {"name", "when"});
+      if (!l.ok()) return l.status();
+      std::string_view name;
+      if (auto st = l->String("name", true, name); !st.ok()) return st;
+      if (std::find(f.layer_names.begin(), f.layer_names.end(), name) != f.layer_names.end())
+        return Bad(l->PathOf("name"), Cat("layer \"", name, "\" is defined twice"));
+      auto when = l->Get("when");
+      if (!when) return Bad(l->PathOf("when"), "missing");
+      // The condition as text, or as the JSON AST a UI builds.
+      std::string_view text;
+      absl::StatusOr<Expr> e = absl::InvalidArgumentError("expected an expression (text or JSON AST object)");
+      if (!when->get(text)) e = Expr::Compile(text, names, lim);
+      else if (when->is_object()) e = Expr::FromAst(simdjson::minify(*when), names, lim);
+      if (!e.ok()) return Bad(l->PathOf("when"), std::string(e.status().message()));
+      std::string_view type = e->result_type();
+      if (type != "bool" && type != "any")
+        return Bad(l->PathOf("when"), Cat("expected a condition (bool), found ", type));
+      f.layer_names.push_back(name);
+      f.layers.push_back(*std::move(e));
+      ++i;
+    }
   }
 
   auto period = o->Get("period");
@@ -471,8 +490,8 @@ absl::Status ReadFast(dom::element root, Names& names, const ExprLimits& lim, Fa
 absl::StatusOr<std::string> RunFast(const Population& pop, dom::element root, Names& names,
                                     const ExprLimits& lim) {
   FastSpec f;
-  if (auto st = ReadFast(root, names, lim, f); !st.ok()) return st;
-  const size_t nl = f.layers.size();
+  if (auto st = ReadFast(root, names, lim, pop.lifecycle, f); !st.ok()) return st;
+  const size_t nl = f.layer_names.size();
   // Each layer's condition is judged at the last instant of a period, so relative
   // windows (this_month, 30d) and comparisons with now() read that period.
   const int64_t now = f.period.to_ms - 1, before = f.previous.to_ms - 1;
@@ -488,6 +507,10 @@ absl::StatusOr<std::string> RunFast(const Population& pop, dom::element root, Na
 
   // The deepest layer whose condition holds at t, or -1.
   auto layer_at = [&](const Subject& s, int64_t t, uint32_t slot) -> int {
+    if (!f.machine.empty()) {
+      int st = pop.lifecycle->StateAt(f.machine, pop.store.AtSlot(slot)->oneid, t);
+      return st < 0 ? -1 : f.layer_of_state[st];
+    }
     for (size_t i = nl; i-- > 0;) {
       auto r = ev.Eval(f.layers[i], s, t);
       if (!r.ok()) {

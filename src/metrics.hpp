@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "cdp/expr.hpp"
 #include "cdp/policy.hpp"
+#include "cdp/lifecycle.hpp"
 #include "cdp/profile.hpp"
 #include "roaring/roaring.hh"
 
@@ -39,6 +40,8 @@ struct Population {
   // before lookup, as cdp_resolve does ("+86 138 0013 8000" finds mobile 13800138000);
   // without it they must already be normalised.
   const EngineConfig* config = nullptr;
+  // When given, fast may name a lifecycle machine ("machine") whose states are the layers.
+  const Lifecycle* lifecycle = nullptr;
 };
 
 // Runs the metric a request selects ({"metric":"funnel"|"fast"|"clv", ...}) and returns its

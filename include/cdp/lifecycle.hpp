@@ -110,6 +110,11 @@ class Lifecycle : public StateReader {
   absl::StatusOr<std::string> Ack(std::string_view json);
   // StateReader: a machine's (or the tier's, or a journey's step) current value, or null.
   Value State(uint32_t machine, uint64_t oneid) const override;
+  // A machine's states in order and its initial state; false if no such machine.
+  bool Describe(std::string_view machine, std::vector<std::string>& states, uint16_t& initial) const;
+  // The index of the state a person was in at an instant (from the history, else the
+  // current state when it was entered by then), or -1.
+  int StateAt(std::string_view machine, uint64_t oneid, int64_t at) const;
   bool empty() const;  // nothing defined: events need not be fed
   std::string StatsJson() const;
   uint64_t bytes() const;

@@ -238,6 +238,18 @@ TEST_CASE("machines: FAST+ layers from conditions, placed again at each month's 
   CHECK(StateOf(*e, 3, "fast") == "outside");
   CHECK(StateOf(*e, 4, "fast") == "outside");
   CHECK(StateOf(*e, 2, "fast") == "member");
+  // FAST+ metrics read the layers from the machine's history: March as it ended.
+  auto m = e->Metrics(R"({"metric":"fast","machine":"fast","period":{"from":"2024-03-01","to":"2024-03-31"}})");
+  REQUIRE_MESSAGE(m.ok(), std::string(m.status().message()));
+  Json mj(*m);
+  CHECK(U(mj["capital"]) == 4);
+  CHECK(U(mj["previous_capital"]) == 0);
+  CHECK(U(mj["conversion"]["deepened"]) == 4);
+  auto layers = Arr(mj["layers"]);
+  REQUIRE(layers.size() == 5);  // the states after "outside"
+  CHECK(layers.at(0)["name"].get_string().value() == "private_domain");
+  CHECK(U(layers.at(3)["persons"]) == 1);  // repurchase
+  CHECK(!e->Metrics(R"({"metric":"fast","machine":"nope","period":{"from":"2024-03-01","to":"2024-03-31"}})").ok());
   Ingest(*e, Ev(4, apr1 + kDay, "order"));
   CHECK(StateOf(*e, 4, "fast") == "purchased");
   CHECK(StateOf(*e, 4, "aipl") == "loyal");
