@@ -4,6 +4,7 @@
 // variable-size results out in library-owned cdp_buf.
 #include "cdp.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -500,6 +501,58 @@ int32_t cdp_metrics(cdp_buf* out, cdp_engine* engine, const char* request, uint6
   return With<Access::kWrite>(engine, "cdp_metrics", [&](cdp::Engine& e) -> int32_t {
     if (request == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_metrics: request is NULL");
     return Put(out, e.Metrics(View(request, len)));
+  });
+}
+
+// --- lifecycle ----------------------------------------------------------------------
+
+int32_t cdp_lifecycle_define(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_lifecycle_define", [&](cdp::Engine& e) -> int32_t {
+    if (json == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_lifecycle_define: json is NULL");
+    return Put(out, e.DefineLifecycle(View(json, len)));
+  });
+}
+
+int32_t cdp_lifecycle_drop(cdp_engine* engine, const char* kind, uint64_t kind_len, const char* name,
+                           uint64_t name_len) {
+  return With<Access::kWrite>(engine, "cdp_lifecycle_drop", [&](cdp::Engine& e) -> int32_t {
+    if (kind == nullptr && kind_len != 0) return Fail(CDP_EMISUSE, "cdp_lifecycle_drop: kind is NULL");
+    if (name == nullptr && name_len != 0) return Fail(CDP_EMISUSE, "cdp_lifecycle_drop: name is NULL");
+    return FromStatus(e.DropLifecycle(View(kind, kind_len), View(name, name_len)));
+  });
+}
+
+int32_t cdp_lifecycle_list(cdp_buf* out, cdp_engine* engine) {
+  CDP_NEED(out, "cdp_lifecycle_list");
+  return With<Access::kRead>(engine, "cdp_lifecycle_list",
+                             [&](const cdp::Engine& e) { return Put(out, e.LifecycleJson()); });
+}
+
+int32_t cdp_lifecycle_apply(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_lifecycle_apply", [&](cdp::Engine& e) -> int32_t {
+    if (json == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_lifecycle_apply: json is NULL");
+    return Put(out, e.LifecycleApply(View(json, len)));
+  });
+}
+
+int32_t cdp_person_lifecycle(cdp_buf* out, cdp_engine* engine, uint64_t oneid) {
+  CDP_NEED(out, "cdp_person_lifecycle");
+  return With<Access::kRead>(engine, "cdp_person_lifecycle",
+                             [&](const cdp::Engine& e) { return Put(out, e.PersonLifecycle(oneid)); });
+}
+
+int32_t cdp_outbox_read(cdp_buf* out, cdp_engine* engine, uint64_t cursor, uint32_t limit) {
+  CDP_NEED(out, "cdp_outbox_read");
+  // A page of at least one, so a loop that passes "next" back always moves.
+  limit = std::clamp<uint32_t>(limit, 1, 10000);
+  return With<Access::kRead>(engine, "cdp_outbox_read",
+                             [&](const cdp::Engine& e) { return Put(out, e.OutboxJson(cursor, limit)); });
+}
+
+int32_t cdp_outbox_ack(cdp_buf* out, cdp_engine* engine, const char* json, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_outbox_ack", [&](cdp::Engine& e) -> int32_t {
+    if (json == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_outbox_ack: json is NULL");
+    return Put(out, e.AckIntents(View(json, len)));
   });
 }
 

@@ -23,11 +23,13 @@
  *  6. Threads. One engine may be shared by threads: the calls that only read
  *     (cdp_resolve, cdp_person_identifiers, cdp_person_get, cdp_persons_page,
  *     cdp_explain, cdp_rules_list, cdp_feed_read, cdp_engine_stats, cdp_expr_eval,
- *     cdp_expr_ast, cdp_tags_list, cdp_person_tags, cdp_audiences_list) run
- *     concurrently; the calls that change it (ingestion, cdp_records_resolve, unmerge,
- *     rules, cdp_feed_trim, tag definitions, cdp_advance, saved audiences, and
- *     cdp_expr_compile, the cdp_audience_* queries and cdp_metrics, which register the
- *     names their expressions use) run one at a time and exclude readers, through a
+ *     cdp_expr_ast, cdp_tags_list, cdp_person_tags, cdp_audiences_list,
+ *     cdp_lifecycle_list, cdp_person_lifecycle, cdp_outbox_read) run concurrently; the
+ *     calls that change it (ingestion, cdp_records_resolve, unmerge, rules,
+ *     cdp_feed_trim, tag definitions, cdp_advance, saved audiences, lifecycle
+ *     definitions and operations, cdp_outbox_ack, and cdp_expr_compile, the
+ *     cdp_audience_* queries and cdp_metrics, which register the names their
+ *     expressions use) run one at a time and exclude readers, through a
  *     reader-writer lock per engine, so a read sees the state before or after a whole
  *     write. Do not close an engine while another thread uses it. Different engines are
  *     independent.
@@ -358,8 +360,9 @@ CDP_API int32_t cdp_rules_list(cdp_buf *out, cdp_engine *engine);
  *  1..100000): {"events":[{"seq":N,"kind":"merged",...}],"next":C}. Pass "next" back to
  *  continue; an empty list means caught up. Kinds: person_created, merged, split,
  *  conflict, identifier_rejected, identifier_quarantined, identifier_removed,
- *  rule_added, rule_removed, tag_defined, tag_changed, tag_dropped, audience_counted
- *  (docs/feed.md lists each kind's fields).
+ *  rule_added, rule_removed, tag_defined, tag_changed, tag_dropped, audience_counted,
+ *  and the lifecycle's state_changed, points, tier_changed, journey and intent
+ *  (docs/feed.md, lifecycle.md, loyalty.md and journeys.md list each kind's fields).
  *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_feed_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
                               uint32_t limit);
@@ -473,10 +476,19 @@ CDP_API int32_t cdp_person_tags(cdp_buf *out, cdp_engine *engine, uint64_t oneid
 
 /** Moves the engine's clock to now_ms (epoch ms) and re-evaluates the tags of the
  *  persons whose values may have changed with time by then (their valid_until passed).
- *  out (may be NULL) receives {"now":ms,"persons":N,"changed":N,"next":ms|null}: persons
- *  re-evaluated, values changed (each also a tag_changed event), and the next instant at
- *  which some value may change (null: none without new input). A host calls it on a
- *  timer, or before reading tags at a given time.
+ *  It also fires every lifecycle deadline due by now_ms, in time order (the Lifecycle
+ *  section below). out (may be NULL) receives
+ *  @code
+ *  {"now":ms,"persons":N,"changed":N,"next":ms|null,
+ *   "lifecycle":{"fired":N,"transitions":N,"intents":N,"next":ms|null}}
+ *  @endcode
+ *  persons: re-evaluated, changed: tag values changed (each also a tag_changed event),
+ *  next: the next instant at which a tag value may change or a lifecycle deadline is
+ *  due (null: none without new input); lifecycle: the timers that came due (a deadline
+ *  made moot by a later event counts too, and changes nothing), the state and tier
+ *  changes they made, the intents they put in the outbox, and the next lifecycle
+ *  deadline. A host calls it on a timer (at "next" at the latest), or before
+ *  reading tags at a given time.
  *  Returns CDP_OK, CDP_ECONFLICT (now_ms is before the clock set by an earlier
  *  cdp_advance: the clock never goes back), CDP_EINVALID (now_ms < 0), CDP_EMISUSE,
  *  CDP_EIO, CDP_ENOMEM. */
@@ -596,6 +608,143 @@ CDP_API int32_t cdp_audience_recount(cdp_buf *out, cdp_engine *engine, const cha
  *  without metrics), CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_metrics(cdp_buf *out, cdp_engine *engine, const char *request,
                             uint64_t len);
+/** @} */
+
+/* ---------------------------------------------------------------------------------- */
+/** @name Lifecycle: machines, loyalty, journeys and the outbox
+ *  The operating half of the engine, defined as data (docs/lifecycle.md, loyalty.md,
+ *  journeys.md): state machines over a person's events, timers and conditions (AIPL,
+ *  FAST+ layers, new → active → dormant → churned), a points ledger with member tiers,
+ *  and journeys that emit timed action intents. The engine never sends anything: what a
+ *  host must act on (send a coupon, an SMS) is put in an outbox as an intent with an
+ *  idempotency key, which the host reads from a cursor and acknowledges once done.
+ *  Records reach the lifecycle in time order as they are ingested, after profiles and
+ *  tags took them; deadlines (a state's "after 90d", a journey's "wait 1d") are stored
+ *  as absolute times and fire in cdp_advance, with guards evaluated at the deadline.
+ *  Every transition is a state_changed event of the change feed with its reason
+ *  (event, timer, condition, period, manual, import, merge, initial, definition), and
+ *  the last limits.max_history of a person's are kept in its history. A machine's state
+ *  is readable by expressions, tags and audiences as state.NAME.
+ *  Times are the engine's clock (see Tags and audiences) unless an operation gives "ts".
+ *  Every call here that changes the engine is logged on a persistent engine (the outbox
+ *  and every pending deadline come back on reopen) and may also return CDP_EIO
+ *  (rule 10).
+ *  @{ */
+
+/** Defines or redefines machines, the loyalty program and journeys. json is one
+ *  definition document with any of the keys "machines" (an array), "loyalty" (an
+ *  object), "journeys" (an array) and "delivery" (an object: send windows, quiet hours
+ *  and frequency caps for journeys):
+ *  @code
+ *  {"machines":[{"name":"activity","states":["new","active","dormant"],"initial":"new",
+ *    "transitions":[{"from":"new","to":"active","on":"order"},
+ *                   {"from":"active","to":"dormant","after":"90d"},
+ *                   {"from":"dormant","to":"active","on":"order",
+ *                    "action":"welcome_back","channel":"sms"}]}]}
+ *  @endcode
+ *  Everything is checked before anything is installed. A new machine enters every
+ *  person with a profile at its initial state now; a redefined one keeps each person's
+ *  state when the state still exists (else the initial state) and reschedules their
+ *  timers under the new rules. out (may be NULL) receives what was installed, by part:
+ *  {"machines":["activity"],...} (each part adds its own members; docs/lifecycle.md).
+ *  Returns CDP_OK, CDP_EINVALID (nothing installed; cdp_error_last() names the JSON
+ *  path and the problem, "machines[0] (activity).transitions[1].after: expected a
+ *  duration ...", an expression's line and column after its path, or the JSON's line
+ *  and column), CDP_ELIMIT (over limits.max_lifecycle_definitions machines and
+ *  journeys, or json over 16 x limits.max_record_bytes), CDP_EMISUSE (engine NULL, or
+ *  json NULL with len > 0), CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_lifecycle_define(cdp_buf *out, cdp_engine *engine, const char *json,
+                                     uint64_t len);
+
+/** Drops a definition: kind is "machine", "journey" or "loyalty", name its name. Its
+ *  per-person state and pending deadlines go (persons leave the machine: state.NAME
+ *  reads null), and so do a dropped journey's unacknowledged intents; the history
+ *  already recorded stays.
+ *  Returns CDP_OK, CDP_ENOTFOUND (nothing of that kind and name), CDP_EINVALID (an
+ *  unknown kind), CDP_EMISUSE (engine NULL, or kind or name NULL with a length),
+ *  CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_lifecycle_drop(cdp_engine *engine, const char *kind, uint64_t kind_len,
+                                   const char *name, uint64_t name_len);
+
+/** Writes the lifecycle catalogue into out: each part's definitions with their counts,
+ *  @code
+ *  {"machines":[{"name":"activity","version":1,"monotonic":false,"reset":"none",
+ *    "initial":"new","transitions":3,"persons":{"new":N,"active":N,"dormant":N},
+ *    "refused_backward":N,"definition":{...as defined...}}],
+ *   "loyalty":...,"journeys":[...]}
+ *  @endcode
+ *  (persons: how many are in each state now; refused_backward: moves a monotonic
+ *  machine refused; docs/loyalty.md and journeys.md describe their parts' members).
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_lifecycle_list(cdp_buf *out, cdp_engine *engine);
+
+/** Applies one manual operation, a JSON object naming the operation ("op") and the
+ *  person, by "oneid" or by an identifier's "type" and "value" (normalised first), at
+ *  "ts" (epoch ms; default: the engine's clock):
+ *  @code
+ *  {"op":"set_state","type":"mobile","value":"13917205836","machine":"aipl","state":"loyal"}
+ *  @endcode
+ *  Operations: set_state (machines; docs/lifecycle.md), earn, spend, adjust, refund and
+ *  tier (docs/loyalty.md), enter and exit (docs/journeys.md). The person's deadlines in
+ *  what the operation touches fire first, up to the operation's time. out (may be NULL)
+ *  receives the operation's report, {"oneid":N,...}; for set_state
+ *  {"oneid":N,"machine":"aipl","from":"purchase","to":"loyal","changed":true}.
+ *  Returns CDP_OK, CDP_EINVALID (bad JSON: its line and column; an unknown op, a
+ *  missing or bad field, named), CDP_ENOTFOUND (no such person, identifier, machine or
+ *  journey), CDP_ECONFLICT (the operation contradicts the definitions: a monotonic
+ *  machine moved backwards, a spend over the balance, a loyalty operation without a
+ *  loyalty program; nothing changed), CDP_ELIMIT (json over limits.max_record_bytes),
+ *  CDP_EMISUSE (engine NULL, or json NULL with len > 0), CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_lifecycle_apply(cdp_buf *out, cdp_engine *engine, const char *json,
+                                    uint64_t len);
+
+/** Writes a person's lifecycle into out:
+ *  @code
+ *  {"oneid":N,"history":[{"ts":ms,"machine":"activity","from":"new","to":"active",
+ *    "reason":"event","event":"order"}],
+ *   "states":{"activity":{"state":"active","since":ms,"next":ms|null}},
+ *   "loyalty":...,"journeys":...}
+ *  @endcode
+ *  history: the person's last limits.max_history transitions, in the order they were
+ *  made ("from" is null when the person entered the machine; "event" only for reason
+ *  "event"); states: the machines the person is in, when the state was entered and the
+ *  state's next deadline (null: none); loyalty and journeys as docs/loyalty.md and
+ *  journeys.md say.
+ *  A person the lifecycle has not seen has an empty history and no states. oneid is the
+ *  survivor's when an absorbed OneID is given.
+ *  Returns CDP_OK, CDP_ENOTFOUND (no such person), CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_lifecycle(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
+
+/** Reads the outbox: the intents not yet acknowledged with id >= cursor, oldest first,
+ *  at most limit (clamped to 1..10000):
+ *  @code
+ *  {"intents":[{"id":7,"key":"machine:activity:42:dormant->active:1709280000000",
+ *    "oneid":42,"origin":"machine:activity","step":"dormant->active",
+ *    "action":"welcome_back","channel":"sms","at":ms,"created":ms,"payload":{...}|null}],
+ *   "next":C,"pending":N}
+ *  @endcode
+ *  id: the intent's place in the outbox (increasing); key: its idempotency key (the same
+ *  decision always has the same key, so a host that delivered an intent and crashed
+ *  before acknowledging it recognises it when it comes again); origin: the machine or
+ *  journey that decided it ("machine:NAME", "journey:NAME") and step, where in it; at:
+ *  when it is due to be delivered (later than created when quiet hours deferred it);
+ *  payload: the rendered payload template. next: the cursor after the last intent
+ *  examined (pass it back for the next page; an empty list means caught up); pending:
+ *  unacknowledged intents in the whole outbox. An intent stays in the outbox until it
+ *  is acknowledged: every read from a cursor at or before its id returns it again, so
+ *  a host that reads from 0 after a crash gets everything it has not acknowledged.
+ *  Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_outbox_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
+                                uint32_t limit);
+
+/** Acknowledges intents, which then leave the outbox: json is {"ids":[7,8]} (those
+ *  intents) or {"through":8} (every intent with id <= 8). Ids that are unknown or
+ *  already acknowledged are skipped. out (may be NULL) receives
+ *  {"acked":N,"pending":N}: intents acknowledged by this call, and those still pending.
+ *  Returns CDP_OK, CDP_EINVALID (bad JSON, or neither "ids" nor "through"),
+ *  CDP_EMISUSE (engine NULL, or json NULL with len > 0), CDP_EIO, CDP_ENOMEM. */
+CDP_API int32_t cdp_outbox_ack(cdp_buf *out, cdp_engine *engine, const char *json,
+                               uint64_t len);
 /** @} */
 
 #ifdef __cplusplus

@@ -267,6 +267,8 @@ struct Options {
   std::string holdout;       // SALT:PERCENT
   std::string distribution;  // tag,tag
   uint64_t members = 10;     // members listed by audience
+  std::vector<std::string> life_defs;  // lifecycle --define, in order
+  std::string step = "1d", from, until;  // lifecycle's simulated time
   std::vector<std::string> args;  // identifiers first, then files
 };
 
@@ -729,25 +731,68 @@ int cmd_person(Options &o) {
   return kOk;
 }
 
-// "2024-03-01T10:00:00+08:00" (seconds and offset optional: "2024-03-01" is midnight UTC+8,
-// the engine's default zone) or epoch milliseconds.
-int64_t parse_now(const std::string &s) {
-  char *end = nullptr;
-  long long ms = std::strtoll(s.c_str(), &end, 10);
-  if (!s.empty() && *end == '\0' && s.find('-') == std::string::npos) return ms;
-  int y, mo, d, h = 0, mi = 0, se = 0, oh = 8, om = 0;
-  char sign = '+';
-  int n = std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d%c%d:%d", &y, &mo, &d, &h, &mi, &se, &sign, &oh, &om);
-  if (n != 3 && n < 6) fail(kUsage, "--now: expected epoch ms or 2024-03-01T10:00:00+08:00");
-  if (n > 6 && sign == 'Z') oh = om = 0;
+// A time as epoch ms: digits alone are epoch milliseconds; otherwise ISO-8601,
+// "2024-03-01T10:00[:00[.250]][Z|+08:00|+0800]", where a missing offset (and a bare date,
+// which is midnight) means UTC+8, the engine's default zone. False when s is neither.
+bool parse_time(std::string_view s, int64_t &ms) {
+  if (s.empty()) return false;
+  size_t i = 0;
+  auto digits = [&](size_t n, int &out) {
+    if (i + n > s.size()) return false;
+    out = 0;
+    for (size_t k = 0; k < n; ++k, ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      out = out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  auto eat = [&](char c) { return i < s.size() && s[i] == c ? (++i, true) : false; };
+  if (s.find_first_not_of("0123456789") == std::string_view::npos) {
+    if (s.size() > 18) return false;
+    ms = std::strtoll(std::string(s).c_str(), nullptr, 10);
+    return true;
+  }
+  int y, mo, d, h = 0, mi = 0, se = 0, frac = 0, oh = 8, om = 0, sign = 1;
+  if (!digits(4, y) || !eat('-') || !digits(2, mo) || !eat('-') || !digits(2, d)) return false;
+  if (eat('T') || eat(' ')) {
+    if (!digits(2, h) || !eat(':') || !digits(2, mi)) return false;
+    if (eat(':') && !digits(2, se)) return false;
+    if (eat('.')) {  // milliseconds: the first three digits count
+      size_t start = i;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+      if (i == start) return false;
+      std::string f(s.substr(start, std::min<size_t>(3, i - start)));
+      f.resize(3, '0');
+      frac = std::atoi(f.c_str());
+    }
+    if (eat('Z')) {
+      oh = om = 0;
+    } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+      sign = s[i++] == '-' ? -1 : 1;
+      if (!digits(2, oh)) return false;
+      eat(':');
+      if (!digits(2, om)) return false;
+    }
+  }
+  if (i != s.size() || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return false;
   // Days from civil (proleptic Gregorian).
   int yy = y - (mo <= 2);
   int era = (yy >= 0 ? yy : yy - 399) / 400;
   int yoe = yy - era * 400, doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   long long days = era * 146097LL + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-  long long offset = (oh * 3600LL + om * 60) * (sign == '-' ? -1 : 1);
-  return ((days * 86400 + h * 3600 + mi * 60 + se) - offset) * 1000;
+  long long offset = (oh * 3600LL + om * 60) * sign;
+  ms = ((days * 86400 + h * 3600 + mi * 60 + se) - offset) * 1000 + frac;
+  return true;
 }
+
+// An option's time: epoch ms or 2024-03-01T10:00:00+08:00 ("2024-03-01" is midnight UTC+8).
+int64_t parse_option_time(const char *option, const std::string &s) {
+  int64_t ms;
+  if (!parse_time(s, ms)) fail(kUsage, std::string(option) + ": expected epoch ms or 2024-03-01T10:00:00+08:00");
+  return ms;
+}
+
+int64_t parse_now(const std::string &s) { return parse_option_time("--now", s); }
 
 int cmd_eval(Options &o) {
   if (o.args.size() < 2) fail(kUsage, "expected EXPRESSION and TYPE:VALUE");
@@ -931,6 +976,301 @@ int cmd_audience(Options &o) {
   return kOk;
 }
 
+// ---- Lifecycle: a replay in simulated time ----
+
+// "1d", "12h", "30m", "45s", "500ms", "1w" as milliseconds.
+int64_t parse_step(const std::string &s) {
+  char *end = nullptr;
+  long long n = std::strtoll(s.c_str(), &end, 10);
+  std::string_view unit(end);
+  long long scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000
+                  : unit == "d" ? 86400000 : unit == "w" ? 7 * 86400000LL : 0;
+  if (end == s.c_str() || n <= 0 || scale == 0 || n > 36600LL * 86400000 / scale)
+    fail(kUsage, "--step: expected a positive duration such as 1d, 12h, 30m, 45s or 1w");
+  return n * scale;
+}
+
+// One input line and where it came from.
+struct Line {
+  int64_t ts;  // the record's time; INT64_MIN when it has none the tool can read
+  uint32_t file;
+  uint64_t number;  // 1-based in its file
+  std::string_view text;
+};
+
+// The record's "ts" as epoch ms, or INT64_MIN when the line is not a record with a time
+// (the engine then rejects it, with its own message).
+int64_t record_time(std::string_view line) {
+  int64_t ms;
+  try {
+    Json r = JsonReader(line).document();
+    const Json &ts = r["ts"];
+    if ((ts.kind == Json::Number || ts.kind == Json::String) && parse_time(ts.text, ms)) return ms;
+  } catch (const Failure &) {
+  }
+  return INT64_MIN;
+}
+
+class Replay {
+ public:
+  Replay(Engine &e, const Options &o) : e_(e), o_(o) {}
+
+  // Ingests lines (in the order given), in batches within the tool's batch limits.
+  void ingest(const std::vector<const Line *> &lines) {
+    for (size_t from = 0; from < lines.size();) {
+      std::string data;
+      size_t to = from;
+      for (; to < lines.size() && to - from < kBatchLines; ++to) {
+        if (to > from && data.size() + lines[to]->text.size() >= kBatchBytes) break;
+        data.append(lines[to]->text).push_back('\n');
+      }
+      Buf out;
+      check(cdp_ingest_ndjson(&out.b, e_.get(), data.data(), data.size(), 0), "ingest");
+      Json report = out.json();
+      accepted_ += report["accepted"].u64();
+      rejected_ += report["rejected"].u64();
+      for (const Json &err : report["errors"].items) {
+        const Line &l = *lines[from + err["line"].u64() - 1];
+        Json x{Json::Object};
+        x.fields = {{"file", string(o_.args[l.file])}, {"line", number(l.number)}, {"field", err["field"]},
+                    {"message", err["message"]}};
+        if (o_.json) emit("error", x);
+        errors_.items.push_back(std::move(x));
+      }
+      from = to;
+      drain();
+    }
+  }
+
+  void advance(int64_t now) {
+    Buf out;
+    check(cdp_advance(&out.b, e_.get(), now), "advance to " + std::to_string(now));
+    Json r = out.json();
+    const Json &life = r["lifecycle"];
+    steps_++;
+    fired_ += life["fired"].u64();
+    now_ = now;
+    if (o_.json) emit("advance", r);
+    else if (life["fired"].u64())
+      std::printf("%s  advance: %s timer%s fired, %s transition%s, %s intent%s\n", date(now).c_str(),
+                  life["fired"].text.c_str(), life["fired"].u64() == 1 ? "" : "s", life["transitions"].text.c_str(),
+                  life["transitions"].u64() == 1 ? "" : "s", life["intents"].text.c_str(),
+                  life["intents"].u64() == 1 ? "" : "s");
+    drain();
+  }
+
+  // skipped: lines after --until, not replayed.
+  void summary(uint64_t skipped) {
+    Buf list;
+    check(cdp_lifecycle_list(&list.b, e_.get()), "the lifecycle catalogue");
+    Json catalogue = list.json();
+    Json by_action{Json::Object};
+    for (auto &[action, n] : intents_by_action_) by_action.fields.emplace_back(action, number(n));
+    // Tiers are state.NAME of the loyalty program: count each by its own audience.
+    Json tiers{Json::Object};
+    const Json &loyalty = catalogue["loyalty"];
+    for (const Json &tier : loyalty["tiers"].items) {
+      Json expr{Json::Object};
+      expr.fields = {{"expr", string("state." + loyalty["name"].text + " == " + to_json(tier))}};
+      std::string req = to_json(expr);
+      Buf out;
+      check(cdp_audience_count(&out.b, e_.get(), req.data(), req.size()), "count tier " + tier.text);
+      tiers.fields.emplace_back(tier.text, out.json()["count"]);
+    }
+    if (o_.json) {
+      Json doc{Json::Object}, records{Json::Object};
+      records.fields = {{"accepted", number(accepted_)}, {"rejected", number(rejected_)}, {"skipped", number(skipped)}};
+      doc.fields = {{"now", number(now_)},          {"records", records},
+                    {"steps", number(steps_)},      {"fired", number(fired_)},
+                    {"transitions", number(transitions_)}, {"intents", number(intents_)},
+                    {"intents_by_action", by_action}, {"tiers", tiers},
+                    {"lifecycle", catalogue}};
+      emit("summary", doc);
+      return;
+    }
+    std::printf("\nAt %s: %llu records accepted, %llu rejected", date(now_).c_str(), (unsigned long long)accepted_,
+                (unsigned long long)rejected_);
+    if (skipped) std::printf(", %llu after --until not replayed", (unsigned long long)skipped);
+    std::printf("; %llu steps, %llu timers fired, %llu transitions, %llu intents\n", (unsigned long long)steps_,
+                (unsigned long long)fired_, (unsigned long long)transitions_, (unsigned long long)intents_);
+    for (const Json &m : catalogue["machines"].items) {
+      std::string states;
+      for (auto &[state, n] : m["persons"].fields) states += (states.empty() ? "" : ", ") + state + " " + n.text;
+      std::printf("  machine %-14s %s\n", m["name"].text.c_str(), states.c_str());
+    }
+    if (loyalty.has()) {
+      std::string counts;
+      for (auto &[tier, n] : tiers.fields) counts += ", " + tier + " " + n.text;
+      std::printf("  loyalty %-14s %s members%s\n", loyalty["name"].text.c_str(), loyalty["members"].text.c_str(),
+                  counts.c_str());
+    }
+    for (const Json &j : catalogue["journeys"].items) {
+      std::string counts;
+      for (auto &[k, v] : j.fields)
+        if (v.kind == Json::Number && k != "priority") counts += (counts.empty() ? "" : ", ") + k + " " + v.text;
+      std::printf("  journey %-14s %s\n", j["name"].text.c_str(), counts.c_str());
+    }
+    std::string actions;
+    for (auto &[action, n] : intents_by_action_) actions += (actions.empty() ? "" : ", ") + action + " " + std::to_string(n);
+    std::printf("  intents %s\n", actions.empty() ? "none" : actions.c_str());
+    if (errors_.items.empty()) return;
+    std::printf("Rejected lines:\n");
+    for (size_t i = 0; i < errors_.items.size() && i < 100; ++i) {
+      const Json &x = errors_.items[i];
+      std::printf("  %s:%s: %s: %s\n", x["file"].text.c_str(), x["line"].text.c_str(), x["field"].text.c_str(),
+                  x["message"].text.c_str());
+    }
+    if (errors_.items.size() > 100)
+      std::printf("  ... and %zu more (--json lists them)\n", errors_.items.size() - 100);
+  }
+
+ private:
+  Engine &e_;
+  const Options &o_;
+  uint64_t feed_ = 0, outbox_ = 0;
+  uint64_t accepted_ = 0, rejected_ = 0, steps_ = 0, fired_ = 0, transitions_ = 0, intents_ = 0;
+  int64_t now_ = 0;
+  std::vector<std::pair<std::string, uint64_t>> intents_by_action_;  // in order of first sight
+  Json errors_{Json::Array};
+
+  void emit(const char *what, const Json &v) {
+    Json line{Json::Object};
+    line.fields.emplace_back(what, v);
+    std::printf("%s\n", to_json(line).c_str());
+  }
+
+  // Prints what the lifecycle did since the last call: its feed events, then the new
+  // intents, which the tool delivers by printing and then acknowledges.
+  void drain() {
+    for (;;) {
+      Buf out;
+      check(cdp_feed_read(&out.b, e_.get(), feed_, 10000), "read the change feed");
+      Json page = out.json();
+      if (page["events"].items.empty()) break;
+      for (const Json &ev : page["events"].items) transition(ev);
+      feed_ = page["next"].u64();
+    }
+    check(cdp_feed_trim(e_.get(), feed_), "trim the change feed");  // the tool has read it
+    uint64_t last = 0;
+    for (;;) {
+      Buf out;
+      check(cdp_outbox_read(&out.b, e_.get(), outbox_, 10000), "read the outbox");
+      Json page = out.json();
+      if (page["intents"].items.empty()) break;
+      for (const Json &in : page["intents"].items) {
+        intent(in);
+        last = in["id"].u64();
+      }
+      outbox_ = page["next"].u64();
+    }
+    if (last) {
+      std::string ack = "{\"through\":" + std::to_string(last) + "}";
+      check(cdp_outbox_ack(nullptr, e_.get(), ack.data(), ack.size()), "acknowledge intents");
+    }
+  }
+
+  void transition(const Json &ev) {
+    const std::string &kind = ev["kind"].text;
+    bool moved = kind == "state_changed" || kind == "tier_changed";
+    if (!moved && kind != "journey" && kind != "points" && kind != "intent") return;  // not the lifecycle's
+    transitions_ += moved;
+    if (o_.json) return emit("feed", ev);
+    if (kind == "points" || kind == "intent") return;  // the ledger and delivery decisions: --json has them
+    // "aipl: aware -> purchase (event order)", "journey fan: step coupon (timer)".
+    std::string what, why = ev["reason"].text;
+    std::vector<std::string_view> shown = {"seq", "kind", "oneid", "ts", "from", "to", "reason"};
+    if (kind == "journey") {
+      what = "journey " + ev["journey"].text + ": " + ev["event"].text;
+      if (ev["step"].has()) what += " " + brief("", ev["step"]);
+      shown.insert(shown.end(), {"journey", "event", "step"});
+    } else {
+      what = (kind == "state_changed" ? ev["machine"].text : "tier " + ev["tiers"].text) + ": " +
+             (ev["from"].has() ? brief("", ev["from"]) : "-") + " -> " + brief("", ev["to"]);
+      if (ev["event"].has()) why += " " + ev["event"].text;
+      shown.insert(shown.end(), {"machine", "tiers", "event", "transition", "version"});
+    }
+    for (auto &[k, v] : ev.fields)  // whatever else the event carries
+      if (std::find(shown.begin(), shown.end(), k) == shown.end()) what += " " + k + "=" + brief(k, v);
+    std::printf("%s  OneID %s  %s (%s)\n", date(ev["ts"].u64()).c_str(), ev["oneid"].text.c_str(), what.c_str(),
+                why.c_str());
+  }
+
+  void intent(const Json &in) {
+    intents_++;
+    const std::string &action = in["action"].text;
+    auto it = std::find_if(intents_by_action_.begin(), intents_by_action_.end(),
+                           [&](const auto &a) { return a.first == action; });
+    if (it == intents_by_action_.end()) intents_by_action_.emplace_back(action, 1);
+    else it->second++;
+    if (o_.json) return emit("intent", in);
+    std::string via = in["channel"].has() ? " via " + in["channel"].text : "";
+    std::printf("%s  OneID %s  intent #%s %s%s (%s %s)%s\n", date(in["at"].u64()).c_str(), in["oneid"].text.c_str(),
+                in["id"].text.c_str(), action.c_str(), via.c_str(), in["origin"].text.c_str(), in["step"].text.c_str(),
+                in["payload"].has() ? (" " + to_json(in["payload"])).c_str() : "");
+  }
+};
+
+int cmd_lifecycle(Options &o) {
+  if (o.life_defs.empty()) fail(kUsage, "lifecycle needs --define DEFS.json");
+  if (o.args.empty()) fail(kUsage, "no input files (use - for standard input)");
+  int64_t step = parse_step(o.step);
+  int64_t from = o.from.empty() ? 0 : parse_option_time("--from", o.from);
+  int64_t until = o.until.empty() ? 0 : parse_option_time("--until", o.until);
+  if (!o.from.empty() && !o.until.empty() && until < from) fail(kUsage, "--until is before --from");
+
+  Engine e(config_of(o));
+  // Definitions first, so every record moves the machines it concerns.
+  for (const std::string &path : o.life_defs) {
+    std::string defs = read_file(path);
+    check(cdp_lifecycle_define(nullptr, e.get(), defs.data(), defs.size()), path);
+  }
+  // Every line of every file, in time order (a stable sort: ties keep the input order).
+  std::vector<std::string> data;
+  std::vector<Line> lines;
+  for (uint32_t f = 0; f < o.args.size(); ++f) data.push_back(read_file(o.args[f]));
+  for (uint32_t f = 0; f < data.size(); ++f) {
+    std::string_view rest = data[f];
+    for (uint64_t number = 1; !rest.empty(); ++number) {
+      size_t nl = rest.find('\n');
+      std::string_view text = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+      if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
+      lines.push_back(Line{record_time(text), f, number, text});
+    }
+  }
+  std::stable_sort(lines.begin(), lines.end(), [](const Line &a, const Line &b) { return a.ts < b.ts; });
+  auto timed = std::find_if(lines.begin(), lines.end(), [](const Line &l) { return l.ts != INT64_MIN; });
+  if (timed == lines.end() && (o.from.empty() || o.until.empty()))
+    fail(kFailed, "no record with a time: give --from and --until");
+  // Step boundaries are from + k * step; by default whole steps counted from a local
+  // (UTC+8) midnight, so "1d" steps fall on local midnights. By default the last advance
+  // ends the last record's step.
+  constexpr int64_t kZone = 8 * 3600000LL;
+  auto floor_div = [](int64_t a, int64_t b) { return a / b - (a % b < 0); };
+  if (o.from.empty()) from = floor_div(timed->ts + kZone, step) * step - kZone;
+  if (o.until.empty()) until = from + (std::max<int64_t>(floor_div(lines.back().ts - from, step), -1) + 1) * step;
+  if (until < 0 || from < 0) fail(kUsage, "--from and --until: times before 1970 cannot be advanced to");
+  if ((until - from) / step > 1000000) fail(kUsage, "--step: over a million steps from --from to --until");
+
+  Replay replay(e, o);
+  std::vector<const Line *> batch;
+  size_t i = 0;
+  for (; i < lines.size() && lines[i].ts < from; ++i) batch.push_back(&lines[i]);  // and lines without a time
+  replay.ingest(batch);
+  for (int64_t at = from;;) {
+    replay.advance(at);
+    if (at >= until) break;
+    int64_t next = std::min(until, at + step);
+    batch.clear();
+    for (; i < lines.size() && lines[i].ts < next; ++i) batch.push_back(&lines[i]);
+    replay.ingest(batch);
+    at = next;
+  }
+  replay.summary(lines.size() - i);
+  return kOk;
+}
+
 int cmd_config(Options &o) {
   if (!o.args.empty()) fail(kUsage, "config takes no arguments");
   Buf out;
@@ -943,7 +1283,7 @@ int cmd_config(Options &o) {
 
 enum : unsigned {
   kAssign = 1, kMask = 2, kLimit = 4, kNow = 8, kDefine = 16, kDefs = 32, kHoldout = 64, kDistribution = 128,
-  kMembers = 256,
+  kMembers = 256, kLifeDefs = 512, kSteps = 1024,
 };
 
 struct Command {
@@ -971,6 +1311,9 @@ const Command kCommands[] = {
     {"tags", "[--now TIME] --define DEFS.json FILES...", "define tags (docs/tags.md) and print the catalogue: kind, type, persons, top values", kNow | kDefine, cmd_tags},
     {"audience", "EXPRESSION [--defs DEFS.json] [--now TIME] [--holdout SALT:PERCENT] [--distribution TAG,TAG] [--members N] [--mask] FILES...",
      "count an audience (docs/audiences.md), its spread over tags and its first members", kNow | kDefs | kHoldout | kDistribution | kMembers | kMask, cmd_audience},
+    {"lifecycle", "--define DEFS.json [--define DEFS.json] [--step 1d] [--from TIME] [--until TIME] FILES...",
+     "replay the records in simulated time through lifecycle definitions (docs/lifecycle.md), printing transitions "
+     "and intents as they happen, then persons per state and intents per action", kLifeDefs | kSteps, cmd_lifecycle},
     {"config", "", "print the built-in engine config, a starting point for --config", 0, cmd_config},
 };
 
@@ -978,8 +1321,8 @@ const char kExitCodes[] =
     "Exit codes:\n"
     "  0  success (ingest succeeds when lines are rejected: the summary lists them)\n"
     "  1  usage error\n"
-    "  2  input or engine error (unreadable file, bad config, tag definitions or expression,\n"
-    "     engine failure)\n"
+    "  2  input or engine error (unreadable file, bad config, tag or lifecycle definitions or\n"
+    "     expression, engine failure)\n"
     "  3  not found (resolve, person, explain, eval: an identifier the engine does not know)\n";
 
 void main_help() {
@@ -1026,11 +1369,28 @@ void command_help(const Command &c) {
   if (c.options & kDistribution)
     options += "  --distribution TAG,TAG  the tags to show the spread over (default: every tag defined)\n";
   if (c.options & kMembers) options += "  --members N   list the first N members (default 10; 0: none)\n";
+  if (c.options & kLifeDefs)
+    options +=
+        "  --define DEFS.json  a lifecycle definition document (machines, loyalty, journeys,\n"
+        "                delivery; docs/lifecycle.md), defined before the first record; repeatable\n";
+  if (c.options & kSteps)
+    options +=
+        "  --step DURATION  simulated time moves in steps of 1d (default), 12h, 30m, 45s, 1w ...:\n"
+        "                the records of each step are ingested, then the clock advances to its end\n"
+        "                and the deadlines due fire\n"
+        "  --from TIME   the first step's start (default: the first record's local day, UTC+8, for 1d)\n"
+        "  --until TIME  the last advance (default: the end of the last record's step); later\n"
+        "                records are not replayed\n"
+        "  TIME is epoch ms or 2024-03-01T10:00:00+08:00 (a bare date is midnight at +08:00).\n"
+        "  Records are replayed in time order across FILES. Each transition prints on one line,\n"
+        "  each intent too (the tool delivers it by printing it, then acknowledges it); --json\n"
+        "  prints NDJSON instead: {\"feed\":event}, {\"intent\":...}, {\"advance\":report},\n"
+        "  {\"error\":...} and a last {\"summary\":...}.\n";
   if (!options.empty()) std::printf("\nOptions:\n%s", options.c_str());
   if (std::string_view(c.args).find("TYPE:VALUE") != std::string_view::npos)
     std::printf("\nValues are normalised first (mobile:+86 139-1720-5836 finds 13917205836);\n"
                 "app-scoped types take APP/VALUE (openid:wx_oa_brand/oX1...).\n");
-  if (c.run != cmd_config)
+  if (c.run != cmd_config && c.run != cmd_lifecycle)
     std::printf("\nFILES are ingested first, in batches of up to 64K lines or 16 MiB; cdp ingest\n"
                 "reports rejected lines as file:line: field: message.\n");
   std::printf("\n%s", kExitCodes);
@@ -1072,6 +1432,14 @@ int main(int argc, char **argv) {
         o.mask = true;
       } else if (cmd && (cmd->options & kNow) && a == "--now") {
         o.now = value("a TIME");
+      } else if (cmd && (cmd->options & kLifeDefs) && a == "--define") {
+        o.life_defs.push_back(value("a DEFS.json file"));
+      } else if (cmd && (cmd->options & kSteps) && a == "--step") {
+        o.step = value("a DURATION");
+      } else if (cmd && (cmd->options & kSteps) && a == "--from") {
+        o.from = value("a TIME");
+      } else if (cmd && (cmd->options & kSteps) && a == "--until") {
+        o.until = value("a TIME");
       } else if (cmd && (cmd->options & kDefine) && a == "--define") {
         o.defs_path = value("a DEFS.json file");
       } else if (cmd && (cmd->options & kDefs) && a == "--defs") {

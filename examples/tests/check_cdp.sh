@@ -58,7 +58,7 @@ STORE_PAD=5f0c2d7e-9a41-4b3e-8c11-2e6f7a9b3c55
 case $CASE in
 usage)
   run 0 --help;                 check "help lists exit codes" grep -q "Exit codes" "$TMP/out"
-  for c in ingest persons person eval tags audience merges conflicts quarantined explain resolve config; do
+  for c in ingest persons person eval tags audience lifecycle merges conflicts quarantined explain resolve config; do
     run 0 "$c" --help;          check "$c --help shows usage" grep -q "Usage: cdp .*$c" "$TMP/out"
   done
   run 1
@@ -81,6 +81,16 @@ usage)
   echo '{"name":"x","kind":"rule","when":"tags.nope"}' >"$TMP/bad_tags.json"
   run 2 tags --define "$TMP/bad_tags.json" "${FILES[@]}"
   check "a bad definition is named" grep -q "tags.nope, which is not defined" "$TMP/err"
+  run 1 lifecycle "${FILES[@]}"                              # no --define
+  run 1 lifecycle --define machines.json --step 0d "${FILES[@]}"
+  run 1 lifecycle --define machines.json --step 1y "${FILES[@]}"
+  run 1 lifecycle --define machines.json --from yesterday "${FILES[@]}"
+  run 1 lifecycle --define machines.json --from 2024-01-02 --until 2024-01-01 "${FILES[@]}"
+  run 1 lifecycle --define machines.json --step 1ms --from 0 --until 2024-01-01 "${FILES[@]}"  # a billion steps
+  echo '{"machines":[{"name":"m","states":["a"],"transitions":[{"from":"a","to":"b","on":"x"}]}]}' >"$TMP/bad_life.json"
+  run 2 lifecycle --define "$TMP/bad_life.json" "${FILES[@]}"
+  check "a bad lifecycle definition names its path" grep -q 'machines\[0\] (m).transitions\[0\].to: unknown state "b"' "$TMP/err"
+  run 2 lifecycle --define no-such-file.json "${FILES[@]}"
   run 2 ingest no-such-file.ndjson
   echo '{"types": ' >"$TMP/bad.json"
   run 2 --config "$TMP/bad.json" ingest "${FILES[@]}"
@@ -204,6 +214,36 @@ tags)  # tags.json on the bundled data: the catalogue, an audience, its spread a
   check "text: one condition from the tag index" grep -q '1 condition from tag indexes, 1 evaluated per person' "$TMP/out"
   check "text: only the tags asked for" test "$(sed -n '/^Distribution:/,/^Members/p' "$TMP/out" | grep -c '^  ')" = 2
   check "text: two masked members" test "$(grep -c '^  OneID .*\*\*\*\*' "$TMP/out")" = 2
+  ;;
+lifecycle)  # machines.json replayed day by day over the bundled data
+  run 0 lifecycle --define machines.json "${FILES[@]}"
+  check "the summary counts $((LINES - MALFORMED)) records accepted, $MALFORMED rejected" \
+    grep -Eq "^At .*: $((LINES - MALFORMED)) records accepted, $MALFORMED rejected; [0-9]+ steps" "$TMP/out"
+  for m in aipl fast activity; do
+    check "persons per state of $m" grep -Eq "^  machine $m +[a-z_]+ [0-9]+, " "$TMP/out"
+  done
+  check "intents per action" grep -Eq '^  intents (loyal_welcome|welcome_back) [1-9]' "$TMP/out"
+  check "transitions print as they happen, with their reason" grep -Eq '^20[0-9-]+ [0-9:]+Z  OneID [0-9]+  aipl: aware -> purchase \(event (order|purchase)\)$' "$TMP/out"
+  check "timers fire at advances" grep -Eq '^20[0-9-]+ 16:00Z  advance: [1-9][0-9]* timers? fired' "$TMP/out"
+  check "a timer's transition" grep -Eq '  activity: active -> dormant \(timer\)$' "$TMP/out"
+  check "intents print with their action, channel and origin" \
+    grep -Eq '  intent #[0-9]+ loyal_welcome via wechat_template \(machine:aipl purchase->loyal\) \{"city":' "$TMP/out"
+  check "rejected lines are listed by file and line" test "$(grep -cE '^  [a-z]+\.ndjson:[0-9]+: ' "$TMP/out")" = "$MALFORMED"
+  run 0 --json lifecycle --define machines.json --step 12h "${FILES[@]}"
+  tail -n 1 "$TMP/out" >"$TMP/summary.json"
+  check "--json: NDJSON, the summary last" \
+    python3 -c 'import json,sys; ls=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(not (all(len(l) == 1 for l in ls) and list(ls[-1]) == ["summary"]))' "$TMP/out"
+  check "--json: every intent once, counted by action" \
+    test "$(grep -c '^{"intent":' "$TMP/out")" = "$(json_get 'sum(d["summary"]["intents_by_action"].values())' "$TMP/summary.json")"
+  check "--json: only the lifecycle's feed events" \
+    test -z "$(grep '^{"feed":' "$TMP/out" | grep -Ev '"kind":"(state_changed|points|tier_changed|journey|intent)"')"
+  check "--json: each machine holds every person once" \
+    json_true 'len({sum(m["persons"].values()) for m in d["summary"]["lifecycle"]["machines"]}) == 1' "$TMP/summary.json"
+  check "--json: the errors" test "$(grep -c '^{"error":' "$TMP/out")" = "$MALFORMED"
+  check "--json: half-day steps" json_true 'd["summary"]["steps"] > 700' "$TMP/summary.json"
+  # Stopping early: the records after --until are counted, not replayed.
+  run 0 lifecycle --define machines.json --until 2023-07-01 "${FILES[@]}"
+  check "--until stops the replay" grep -Eq '^At 2023-06-30 16:00Z: .* [1-9][0-9]* after --until not replayed' "$TMP/out"
   ;;
 data)  # the bundled files are exactly what make_demo_data.py writes
   python3 make_demo_data.py "$TMP" >/dev/null

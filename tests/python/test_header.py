@@ -69,7 +69,8 @@ class HeaderCoverageTest(unittest.TestCase):
         # A sanity floor so a broken parser cannot pass by finding nothing.
         self.assertTrue({"cdp_version", "cdp_engine_open", "cdp_rule_add",
                          "cdp_feed_trim", "cdp_tags_define", "cdp_audience_save",
-                         "cdp_advance"} <= names, names)
+                         "cdp_advance", "cdp_lifecycle_define", "cdp_outbox_read",
+                         "cdp_outbox_ack"} <= names, names)
 
     def test_every_function_is_bound_with_its_arity_and_types(self):
         for name, ret, params in parse_header():

@@ -12,7 +12,7 @@ package's directory, the install prefix, or a build tree next to the source chec
 """
 
 from ._lib import LibraryNotFoundError, LibraryVersionError
-from .engine import Engine, Evaluation, Expression, default_config, version
+from .engine import Engine, Evaluation, Expression, OutboxPage, default_config, version
 from .errors import (BufferTooSmallError, CdpError, CdpIOError, ConflictError,
                      InternalError, InvalidError, LimitError, MisuseError, NoMemoryError,
                      NotFoundError, UnsupportedError)
@@ -20,7 +20,7 @@ from .errors import (BufferTooSmallError, CdpError, CdpIOError, ConflictError,
 __version__ = "0.1.0"
 
 __all__ = [
-    "Engine", "Expression", "Evaluation", "version", "default_config",
+    "Engine", "Expression", "Evaluation", "OutboxPage", "version", "default_config",
     "CdpError", "InvalidError", "NotFoundError", "ConflictError", "BufferTooSmallError",
     "NoMemoryError", "CdpIOError", "MisuseError", "InternalError", "LimitError",
     "UnsupportedError", "LibraryNotFoundError", "LibraryVersionError",

@@ -370,6 +370,38 @@ cdp_audience_recount = _bind("cdp_audience_recount",
 cdp_metrics = _bind("cdp_metrics", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
 
 
+# --- lifecycle: machines, loyalty, journeys and the outbox -----------------------------
+
+# CDP_API int32_t cdp_lifecycle_define(cdp_buf *out, cdp_engine *engine, const char *json,
+#                                      uint64_t len);
+cdp_lifecycle_define = _bind("cdp_lifecycle_define",
+                             [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_lifecycle_drop(cdp_engine *engine, const char *kind, uint64_t kind_len,
+#                                    const char *name, uint64_t name_len);
+cdp_lifecycle_drop = _bind("cdp_lifecycle_drop",
+                           [cdp_engine_p, c_char_p, c_uint64, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_lifecycle_list(cdp_buf *out, cdp_engine *engine);
+cdp_lifecycle_list = _bind("cdp_lifecycle_list", [cdp_buf_p, cdp_engine_p], c_int32)
+
+# CDP_API int32_t cdp_lifecycle_apply(cdp_buf *out, cdp_engine *engine, const char *json,
+#                                     uint64_t len);
+cdp_lifecycle_apply = _bind("cdp_lifecycle_apply",
+                            [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_person_lifecycle(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
+cdp_person_lifecycle = _bind("cdp_person_lifecycle", [cdp_buf_p, cdp_engine_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_outbox_read(cdp_buf *out, cdp_engine *engine, uint64_t cursor,
+#                                 uint32_t limit);
+cdp_outbox_read = _bind("cdp_outbox_read", [cdp_buf_p, cdp_engine_p, c_uint64, c_uint32], c_int32)
+
+# CDP_API int32_t cdp_outbox_ack(cdp_buf *out, cdp_engine *engine, const char *json,
+#                                uint64_t len);
+cdp_outbox_ack = _bind("cdp_outbox_ack", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+
 # --- version check --------------------------------------------------------------------
 
 

@@ -405,11 +405,13 @@ class Engine:
         return _json_call(_lib.cdp_person_tags, self._h, oneid, exact=True)["tags"]
 
     def advance(self, now_ms: int) -> Dict[str, Any]:
-        """Moves the engine's clock to now_ms (epoch ms) and re-evaluates the tags whose
-        values may have changed with time. Returns {"now", "persons" (re-evaluated),
-        "changed" (values changed), "next" (the next instant a value may change, or
-        None)}. Raises ConflictError when now_ms is before an earlier advance: the clock
-        never goes back."""
+        """Moves the engine's clock to now_ms (epoch ms), re-evaluates the tags whose
+        values may have changed with time and fires the lifecycle deadlines due by then,
+        in time order. Returns {"now", "persons" (re-evaluated), "changed" (values
+        changed), "next" (the next instant a tag value may change or a deadline is due,
+        or None), "lifecycle": {"fired" (timers due), "transitions", "intents" (put in
+        the outbox), "next" (the next deadline, or None)}}. Raises ConflictError when
+        now_ms is before an earlier advance: the clock never goes back."""
         return _json_call(_lib.cdp_advance, self._h, now_ms)
 
     # --- audiences ------------------------------------------------------------------
@@ -518,6 +520,123 @@ class Engine:
         over the step limit, UnsupportedError from a library built without metrics."""
         data = _json_bytes(request)
         return _json_call(_lib.cdp_metrics, self._h, data, len(data), exact=True)
+
+    # --- lifecycle ------------------------------------------------------------------
+    # Machines, the loyalty program and journeys (docs/lifecycle.md, loyalty.md,
+    # journeys.md), and the outbox of the action intents they emit. The engine sends
+    # nothing: the host reads intents, delivers them and acknowledges them.
+
+    def define_lifecycle(self, defs: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
+        """Defines or redefines machines, the loyalty program and journeys: a document
+        (a dict, or its JSON text) with any of "machines", "loyalty", "journeys" and
+        "delivery". Everything is checked before anything is installed. A new machine
+        enters every person with a profile at its initial state; a redefined one keeps
+        each person's state when it still exists. Returns what was installed, by part:
+        {"machines": [names], ...}.
+        Raises InvalidError naming the JSON path ("machines[0] (activity).transitions[1]
+        .after: expected a duration ..."), LimitError past
+        limits.max_lifecycle_definitions."""
+        if isinstance(defs, (list, tuple)):
+            raise TypeError('define_lifecycle() takes one document: {"machines": [...], ...}')
+        data = _json_bytes(defs)
+        return _json_call(_lib.cdp_lifecycle_define, self._h, data, len(data))
+
+    def drop_lifecycle(self, kind: str, name: str) -> None:
+        """Drops a definition: kind is "machine", "journey" or "loyalty". Its per-person
+        state and pending deadlines go; the history already recorded stays. Raises
+        NotFoundError when there is none of that kind and name, InvalidError for an
+        unknown kind."""
+        _check(_lib.cdp_lifecycle_drop(self._h, *_sv(kind), *_sv(name)))
+
+    def lifecycle(self) -> Dict[str, Any]:
+        """The lifecycle catalogue: {"machines": [{"name", "version", "monotonic",
+        "reset", "initial", "transitions", "persons": {state: count}, "refused_backward",
+        "definition"}], "loyalty": ..., "journeys": [...], ...}."""
+        return _json_call(_lib.cdp_lifecycle_list, self._h)
+
+    def lifecycle_apply(self, op: Union[str, Mapping[str, Any], bytes],
+                        person: Union[int, Identifier, None] = None, **fields: Any
+                        ) -> Dict[str, Any]:
+        """Applies one manual operation and returns its report ({"oneid", ...}).
+
+        op: the operation's name with its fields as keyword arguments,
+            e.lifecycle_apply("set_state", ("mobile", "13917205836"),
+                              machine="aipl", state="loyal")
+        or the whole request as a dict or JSON text. person: a OneID, or an identifier
+        (type, value); ts= (epoch ms) sets the operation's time (default: the engine's
+        clock). Operations: set_state; earn, spend, adjust, refund, tier (loyalty);
+        enter, exit (journeys).
+        Raises InvalidError for a bad request (the field is named), NotFoundError for an
+        unknown person, machine or journey, ConflictError when the definitions refuse it
+        (a monotonic machine moved backwards, a spend over the balance).
+        """
+        if isinstance(op, str) and not op.lstrip().startswith("{"):
+            req: Dict[str, Any] = {"op": op}
+        else:
+            if fields:
+                raise TypeError("give the fields inside the request, or op as a name")
+            if not isinstance(op, Mapping):
+                if person is not None:
+                    raise TypeError("person= goes with op as a name or a dict")
+                data = _bytes(op)
+                return _json_call(_lib.cdp_lifecycle_apply, self._h, data, len(data), exact=True)
+            req = dict(op)
+        if isinstance(person, int) and not isinstance(person, bool):
+            req["oneid"] = person
+        elif person is not None:
+            req["type"], req["value"] = person
+        req.update(fields)
+        data = _json_bytes(req)
+        return _json_call(_lib.cdp_lifecycle_apply, self._h, data, len(data), exact=True)
+
+    def person_lifecycle(self, oneid: int) -> Dict[str, Any]:
+        """A person's lifecycle: {"oneid", "history": [{"ts", "machine", "from", "to",
+        "reason", "event"?}] (the last limits.max_history, in the order made), "states":
+        {machine: {"state", "since", "next"}}, "loyalty", "journeys"}. Raises
+        NotFoundError for an unknown OneID (an absorbed one answers for its survivor)."""
+        return _json_call(_lib.cdp_person_lifecycle, self._h, oneid, exact=True)
+
+    def outbox(self, cursor: int = 0, limit: int = 100) -> "OutboxPage":
+        """Reads the intents not yet acknowledged with id >= cursor, oldest first, at
+        most limit (1 to 10000). Returns an OutboxPage (intents, next, pending): each
+        intent is {"id", "key" (idempotency), "oneid", "origin", "step", "action",
+        "channel", "at", "created", "payload"}; pass next back for the next page; pending
+        counts the whole outbox. An intent comes back on every read that starts at or
+        before it until it is acknowledged (ack())."""
+        page = _json_call(_lib.cdp_outbox_read, self._h, cursor, limit, exact=True)
+        return OutboxPage(page["intents"], page["next"], page["pending"])
+
+    def outbox_iter(self, cursor: int = 0, limit: int = 100) -> Iterator[Dict[str, Any]]:
+        """Iterates over the unacknowledged intents from cursor until caught up."""
+        while True:
+            page = self.outbox(cursor, limit)
+            if not page.intents:
+                return
+            yield from page.intents
+            cursor = page.next
+
+    def ack(self, ids: Optional[Iterable[Union[int, Mapping[str, Any]]]] = None,
+            through: Optional[int] = None) -> Dict[str, Any]:
+        """Acknowledges intents, which then leave the outbox: ids (intent ids, or the
+        intents themselves as outbox() returns them), or through (every intent with an
+        id up to it). Unknown or already acknowledged ids are skipped. Returns
+        {"acked": N, "pending": N}."""
+        if (ids is None) == (through is None):
+            raise TypeError("give exactly one of ids= or through=")
+        if ids is not None:
+            req: Dict[str, Any] = {"ids": [i["id"] if isinstance(i, Mapping) else i for i in ids]}
+        else:
+            req = {"through": through}
+        data = _json_bytes(req)
+        return _json_call(_lib.cdp_outbox_ack, self._h, data, len(data))
+
+
+class OutboxPage(NamedTuple):
+    """One read of the outbox: the intents, the cursor to pass back, and how many
+    intents the whole outbox holds unacknowledged."""
+    intents: List[Dict[str, Any]]
+    next: int
+    pending: int
 
 
 class Evaluation(NamedTuple):

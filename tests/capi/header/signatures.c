@@ -77,3 +77,10 @@ int32_t (*const pin_audiences_list)(cdp_buf *, cdp_engine *) = cdp_audiences_lis
 int32_t (*const pin_audience_recount)(cdp_buf *, cdp_engine *, str, len) =
     cdp_audience_recount;
 int32_t (*const pin_metrics)(cdp_buf *, cdp_engine *, str, len) = cdp_metrics;
+int32_t (*const pin_lifecycle_define)(cdp_buf *, cdp_engine *, str, len) = cdp_lifecycle_define;
+int32_t (*const pin_lifecycle_drop)(cdp_engine *, str, len, str, len) = cdp_lifecycle_drop;
+int32_t (*const pin_lifecycle_list)(cdp_buf *, cdp_engine *) = cdp_lifecycle_list;
+int32_t (*const pin_lifecycle_apply)(cdp_buf *, cdp_engine *, str, len) = cdp_lifecycle_apply;
+int32_t (*const pin_person_lifecycle)(cdp_buf *, cdp_engine *, uint64_t) = cdp_person_lifecycle;
+int32_t (*const pin_outbox_read)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) = cdp_outbox_read;
+int32_t (*const pin_outbox_ack)(cdp_buf *, cdp_engine *, str, len) = cdp_outbox_ack;
