@@ -57,3 +57,12 @@ heading "An audience (圈人): high-value members in Shanghai, a 20% holdout, it
 "$CDP" audience 'tags.value_tier == "high" && tags.member == "member" && tags.city == "上海"' \
   --defs tags.json --now "$NOW" --holdout spring:20 --distribution stage,rfm,channel_pref,gender --members 3 --mask \
   "${FILES[@]}"
+
+heading "Lifecycle: the year replayed day by day through AIPL, FAST+, activity, loyalty and the PwC journeys"
+echo "\$ cdp lifecycle --define machines.json --define loyalty.json --define journeys.json (docs/lifecycle.md)"
+"$CDP" lifecycle --define machines.json --define loyalty.json --define journeys.json "${FILES[@]}" >"$OUT/life.txt"
+echo "The last week's action intents (the engine decides; the host sends), $(grep -c ' intent #' "$OUT/life.txt") in the year:"
+grep ' intent #' "$OUT/life.txt" | awk '$1 >= "2023-12-31"' | tail -n 15
+echo
+echo "The lifecycle distribution at the end:"
+sed -n '/^At /,/^Rejected lines:/p' "$OUT/life.txt" | grep -v '^Rejected lines:'
