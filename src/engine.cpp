@@ -314,16 +314,18 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   // Profiles: first move the facts of persons that merged or split, then file each record
   // on the person it belongs to now (the same answer cdp_records_resolve gives).
   SyncProfiles(in.feed_from);
-  std::vector<uint64_t> filed(life_->empty() ? 0 : order.size());
-  for (size_t k = 0; k < order.size(); ++k) {
-    uint64_t oneid = profiles_->AddRecord(b, recs[order[k]], nodes.data() + recs[order[k]].ids_begin);
-    if (!filed.empty()) filed[k] = oneid;
+  // The lifecycle takes each record as soon as it is filed, so guards read the profile as
+  // it stood at that record (no later record of the batch), whatever the batch size.
+  const bool life = !life_->empty();
+  for (uint32_t i : order) {
+    uint64_t oneid = profiles_->AddRecord(b, recs[i], nodes.data() + recs[i].ids_begin);
+    if (life && oneid != 0) FeedLifecycle(b, recs[i], oneid);
   }
   profiles_->Flush();
   for (const Record& r : recs)
     if (newest_record_ == kNoTime || r.ts > newest_record_) newest_record_ = r.ts;
   tags_->Update(Now());
-  if (!filed.empty()) FeedLifecycle(b, order, filed);
+  if (life) SyncStates();
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
 

@@ -13,27 +13,21 @@ namespace {
 constexpr uint16_t kLogDefineLifecycle = 15, kLogDropLifecycle = 16, kLogLifecycleApply = 17, kLogAckIntents = 18;
 }  // namespace
 
-void Engine::FeedLifecycle(const Batch& b, const std::vector<uint32_t>& order, const std::vector<uint64_t>& oneids) {
+void Engine::FeedLifecycle(const Batch& b, const Record& r, uint64_t oneid) {
   LifeEvent e;
   e.batch = &b;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const Record& r = b.records[order[k]];
-    if (oneids[k] == 0) continue;
-    e.oneid = graph_->Canonical(oneids[k]);  // a later record of the batch may have merged it
-    if (e.oneid == 0) continue;
-    e.type = r.event_type_len ? profiles_->EventType(b.EventType(r)) : kAnyEventType;
-    e.ts = r.ts;
-    e.amount = r.amount_fen;
-    e.has_amount = r.has_amount;
-    e.record = &r;
-    life_->OnEvent(e);
-  }
-  SyncStates();
+  e.record = &r;
+  e.oneid = oneid;
+  e.type = r.event_type_len ? profiles_->EventType(b.EventType(r)) : kAnyEventType;
+  e.ts = r.ts;
+  e.amount = r.amount_fen;
+  e.has_amount = r.has_amount;
+  life_->OnEvent(e);
 }
 
 void Engine::SyncStates() {
   std::vector<uint64_t> changed;
-  life_->TakeStateChanges(changed);
+  life_->TakeStateChanges(changed);  // cleared even when no tag reads state.*
   if (!changed.empty()) tags_->StatesChanged(changed, Now());
 }
 

@@ -175,9 +175,9 @@ class Engine {
   struct SavedAudiences;
   // Makes the layers above the profiles (tags, audiences) and installs the config's tags.
   absl::Status OpenLayers();
-  // Feeds the batch's events (records in time order, with the OneID each was filed on) to
-  // the lifecycle, then the tags that read states.
-  void FeedLifecycle(const Batch& b, const std::vector<uint32_t>& order, const std::vector<uint64_t>& oneids);
+  // Feeds one record, just filed on oneid, to the lifecycle.
+  void FeedLifecycle(const Batch& b, const Record& r, uint64_t oneid);
+  // Re-evaluates the tags that read state.* for the persons the lifecycle moved.
   void SyncStates();
   absl::StatusOr<std::string> LifecycleApply(std::string_view json, int64_t now);
   // The audience a request names, selected at the request's "now" (default Now()).

@@ -331,3 +331,23 @@ TEST_CASE("machines: a persistent engine reopened keeps states and pending deadl
   e->reset();
   fs::remove_all(dir);
 }
+
+TEST_CASE("machines: a guard reads the profile as of its record, not the batch's later records") {
+  const char* defs = R"J({"machines":[{"name":"m","states":["s","member_buyer"],"initial":"s","transitions":[
+     {"from":"s","to":"member_buyer","on":"order","when":"count(member_join) > 0"}]}]})J";
+  // One batch: the order comes before the join, so it is not a member's order. The same
+  // records one batch each give the same answer.
+  for (bool one_batch : {true, false}) {
+    auto e = OpenEngine();
+    Define(*e, defs);
+    std::vector<std::string> recs = {Ev(1, kMar1, "order"), Ev(1, kMar1 + kHour, "member_join")};
+    if (one_batch) {
+      Ingest(*e, Join(recs));
+    } else {
+      for (const auto& r : recs) Ingest(*e, r);
+    }
+    CHECK(StateOf(*e, 1, "m") == "s");
+    Ingest(*e, Ev(1, kMar1 + 2 * kHour, "order"));
+    CHECK(StateOf(*e, 1, "m") == "member_buyer");
+  }
+}
