@@ -551,10 +551,10 @@ Lifecycle::AdvanceStats Lifecycle::Advance(int64_t now) {
 }
 
 void Lifecycle::TakeStateChanges(std::vector<uint64_t>& oneids) {
+  // Unsorted, possibly repeated: TagEngine::StatesChanged sorts the slots it evaluates,
+  // and returns at once when no tag reads state.* (the common case for a day's Advance).
   oneids.swap(core_->state_changed);
   core_->state_changed.clear();
-  std::sort(oneids.begin(), oneids.end());
-  oneids.erase(std::unique(oneids.begin(), oneids.end()), oneids.end());
 }
 
 std::string Lifecycle::CatalogJson() const {

@@ -97,7 +97,8 @@ class Lifecycle : public StateReader {
     int64_t next = kForever;   // the earliest pending deadline afterwards
   };
   AdvanceStats Advance(int64_t now);
-  // Persons whose machine states changed since the last call (for tags that read state.*).
+  // Persons whose machine states changed since the last call (for tags that read state.*),
+  // in no order and possibly repeated.
   void TakeStateChanges(std::vector<uint64_t>& oneids);
 
   // Reading.
