@@ -988,8 +988,10 @@ Subject::Totals ProfileView::DayTotals(uint32_t type, int32_t first_day, int32_t
     }
   }
   // Older days: from the events.
-  int32_t hi = std::min<int64_t>(last_day, int64_t{p.cells_from} - 1);
-  if (first_day <= hi) {
+  // (In 64 bits: a profile made before the store saw any day has counters from INT32_MIN.)
+  const int64_t hi64 = std::min<int64_t>(last_day, int64_t{p.cells_from} - 1);
+  if (first_day <= hi64) {
+    const auto hi = static_cast<int32_t>(hi64);
     int64_t from = z.DayStart(first_day), to = z.DayStart(hi + 1);
     auto scan_type = [&](uint32_t ty) {
       auto [a, b] = TypeRange(p, ty, from, to);
