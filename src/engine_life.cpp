@@ -1,6 +1,5 @@
 // Engine methods of the lifecycle layer: definitions, manual operations, the outbox, and
 // the glue that feeds it events and merges (cdp/lifecycle.hpp).
-#include "absl/strings/numbers.h"
 #include "engine_internal.hpp"
 #include "json_util.hpp"
 #include "util.hpp"

@@ -135,11 +135,7 @@ absl::StatusOr<std::string> Engine::Advance(int64_t now_ms) {
 
 absl::StatusOr<std::unique_ptr<Engine::Selection>> Engine::Select(std::string_view request_json) {
   auto sel = std::make_unique<Selection>();
-  if (auto p = json::Locate(request_json); p.found) {
-    uint32_t line, col;
-    json::LineColumn(request_json, p.offset, line, col);
-    return absl::InvalidArgumentError(Cat("audience request: line ", line, ", column ", col, ": ", p.message));
-  }
+  if (auto st = json::CheckSyntax(request_json, "audience request"); !st.ok()) return st;
   sel->text.assign(request_json);
   dom::element root;
   if (sel->parser.parse(sel->text).get(root) != simdjson::SUCCESS || root.get(sel->request) != simdjson::SUCCESS)
@@ -468,11 +464,7 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
   {
     dom::parser p;
     dom::element r;
-    if (auto bad = json::Locate(request_json); bad.found) {
-      uint32_t line, col;
-      json::LineColumn(request_json, bad.offset, line, col);
-      return absl::InvalidArgumentError(Cat("audience request: line ", line, ", column ", col, ": ", bad.message));
-    }
+    if (auto st = json::CheckSyntax(request_json, "audience request"); !st.ok()) return st;
     if (p.parse(request_json).get(r) != simdjson::SUCCESS || r.type() != dom::element_type::OBJECT)
       return absl::InvalidArgumentError("audience request: expected a JSON object");
     if (r["audience"].error() == simdjson::SUCCESS)

@@ -65,6 +65,18 @@ size_t FirstInvalidUtf8(std::string_view s) {
   return std::string_view::npos;
 }
 
+absl::Status CheckSyntax(std::string_view text, std::string_view what, bool with_path) {
+  Problem p = Locate(text);
+  if (!p.found) return absl::OkStatus();
+  uint32_t line, col;
+  LineColumn(text, p.offset, line, col);
+  std::string m(what);
+  m += ": line " + std::to_string(line) + ", column " + std::to_string(col);
+  if (with_path && !p.path.empty()) m += " (at " + p.path + ")";
+  m += ": " + p.message;
+  return absl::InvalidArgumentError(m);
+}
+
 void LineColumn(std::string_view text, size_t offset, uint32_t& line, uint32_t& column) {
   line = 1;
   column = 1;

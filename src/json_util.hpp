@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
+
 namespace cdp::json {
 
 // Appends s as a JSON string literal (quoted, escaped). s must be valid UTF-8.
@@ -50,6 +52,10 @@ Problem Locate(std::string_view text);
 std::string PathAt(std::string_view text, size_t offset);
 // 1-based line and column (in bytes) of an offset.
 void LineColumn(std::string_view text, size_t offset, uint32_t& line, uint32_t& column);
+// Locate as a status: OK for well-formed text, else InvalidArgument "WHAT: line L,
+// column C: message" (with " (at PATH)" after the column when with_path and known). Run
+// before simdjson, which says that a document failed, not where.
+absl::Status CheckSyntax(std::string_view text, std::string_view what, bool with_path = false);
 
 // Returns the byte offset of the first invalid UTF-8 sequence, or npos.
 size_t FirstInvalidUtf8(std::string_view s);

@@ -124,41 +124,6 @@ uint64_t Outbox::bytes() const {
 
 // --- the core -------------------------------------------------------------------------
 
-namespace {
-
-// A person as guards see it: profile, tags and states; a person without a profile (only
-// identifiers) reads as empty.
-class LifeView final : public Subject {
- public:
-  LifeView(const TagEngine& tags, int64_t slot, uint64_t oneid)
-      : tags_(tags), slot_(slot < 0 ? 0 : static_cast<uint32_t>(slot)),
-        p_(slot < 0 ? nullptr : tags.store().AtSlot(slot_)), oneid_(oneid), view_(tags.store(), p_, oneid) {}
-  Value Attr(uint32_t attr) const override { return view_.Attr(attr); }
-  int64_t FirstSeen() const override { return view_.FirstSeen(); }
-  int64_t LastSeen() const override { return view_.LastSeen(); }
-  uint32_t IdCount(uint32_t id_type) const override { return view_.IdCount(id_type); }
-  Value Tag(uint32_t tag) const override { return p_ ? tags_.Get(tag, slot_) : Value(); }
-  Value State(uint32_t machine) const override {
-    return tags_.states() ? tags_.states()->State(machine, oneid_) : Value();
-  }
-  Totals DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const override {
-    return view_.DayTotals(type, first_day, last_day);
-  }
-  void Scan(uint32_t type, int64_t from_ms, int64_t to_ms, bool reverse,
-            absl::FunctionRef<bool(const EventView&)> f) const override {
-    view_.Scan(type, from_ms, to_ms, reverse, f);
-  }
-  Value Prop(const EventView& e, uint32_t key) const override { return view_.Prop(e, key); }
-
- private:
-  const TagEngine& tags_;
-  uint32_t slot_;
-  const Profile* p_;
-  uint64_t oneid_;
-  ProfileView view_;
-};
-
-}  // namespace
 
 Core::Core(ProfileStore& s, TagEngine& t, Feed& f, const ExprLimits& l, const LifecycleLimits& ll)
     : store(s), tags(t), feed(f), lim(l), limits(ll), outbox(ll.max_outbox), ev_(l) {
@@ -246,7 +211,7 @@ absl::StatusOr<Expr> Core::Compile(dom::element v, std::string_view path) {
 
 Value Core::Eval(const Expr& e, Ix p, int64_t now) {
   uint64_t oneid = oneids_[p];
-  LifeView v(tags, store.SlotOf(oneid), oneid);
+  TaggedView v(tags, store.SlotOf(oneid), oneid);
   auto r = ev_.Eval(e, v, now);
   if (!r.ok()) {
     guard_errors++;
@@ -266,7 +231,6 @@ namespace {
 struct TemplateBuilder {
   Core& core;
   Template& t;
-  std::string path;
   std::string cur;  // literal text since the last placeholder
 
   absl::Status Placeholder(std::string_view inner, bool whole, std::string_view at) {
@@ -341,7 +305,7 @@ struct TemplateBuilder {
 
 absl::StatusOr<Template> Core::CompileTemplate(dom::element v, std::string_view path) {
   Template t;
-  TemplateBuilder b{*this, t, std::string(path), {}};
+  TemplateBuilder b{*this, t, {}};
   if (auto st = b.Value(v, std::string(path)); !st.ok()) return st;
   t.segs.push_back(Template::Seg{std::move(b.cur), -1, false});
   return t;
@@ -423,11 +387,7 @@ Lifecycle::Lifecycle(ProfileStore& store, TagEngine& tags, Feed& feed, const Exp
 Lifecycle::~Lifecycle() = default;
 
 absl::StatusOr<std::string> Lifecycle::Define(std::string_view text, int64_t now) {
-  if (auto p = json::Locate(text); p.found) {
-    uint32_t line, col;
-    json::LineColumn(text, p.offset, line, col);
-    return absl::InvalidArgumentError(Cat("lifecycle definitions: line ", line, ", column ", col, ": ", p.message));
-  }
+  if (auto st = json::CheckSyntax(text, "lifecycle definitions"); !st.ok()) return st;
   dom::parser parser;
   dom::element doc;
   dom::object root;
@@ -469,11 +429,7 @@ absl::Status Lifecycle::Drop(std::string_view kind, std::string_view name) {
 }
 
 absl::StatusOr<std::string> Lifecycle::Apply(std::string_view text, int64_t now, Resolver person) {
-  if (auto p = json::Locate(text); p.found) {
-    uint32_t line, col;
-    json::LineColumn(text, p.offset, line, col);
-    return absl::InvalidArgumentError(Cat("lifecycle operation: line ", line, ", column ", col, ": ", p.message));
-  }
+  if (auto st = json::CheckSyntax(text, "lifecycle operation"); !st.ok()) return st;
   dom::parser parser;
   dom::object req;
   std::string_view op;

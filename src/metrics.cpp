@@ -844,13 +844,7 @@ absl::StatusOr<std::string> RunClv(const Population& pop, dom::element root, Nam
 absl::StatusOr<std::string> Run(const Population& pop, std::string_view request_json, Names& names,
                                 const ExprLimits& lim) {
   // The locator first, so that a syntax error gets a line and column.
-  json::Problem pr = json::Locate(request_json);
-  if (pr.found) {
-    uint32_t line, col;
-    json::LineColumn(request_json, pr.offset, line, col);
-    return absl::InvalidArgumentError(Cat("request: line ", line, ", column ", col,
-                                          pr.path.empty() ? "" : " (at " + pr.path + ")", ": ", pr.message));
-  }
+  if (auto st = json::CheckSyntax(request_json, "request", /*with_path=*/true); !st.ok()) return st;
   dom::parser parser;
   dom::element root;
   if (auto err = parser.parse(request_json.data(), request_json.size()).get(root); err)

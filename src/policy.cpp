@@ -567,14 +567,7 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
 
 absl::Status ParseInto(EngineConfig& cfg, std::string_view json, bool is_default) {
   // The locator runs first so that a syntax error gets a line and column.
-  json::Problem pr = json::Locate(json);
-  if (pr.found) {
-    uint32_t line, col;
-    json::LineColumn(json, pr.offset, line, col);
-    return absl::InvalidArgumentError(Cat("config: line ", line, ", column ", col,
-                                                   pr.path.empty() ? "" : " (at " + pr.path + ")",
-                                                   ": ", pr.message));
-  }
+  if (auto st = json::CheckSyntax(json, "config", /*with_path=*/true); !st.ok()) return st;
   dom::parser parser;
   dom::element root;
   if (auto err = parser.parse(json.data(), json.size()).get(root); err)

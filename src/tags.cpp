@@ -655,11 +655,7 @@ void TagEngine::Reorder() {
 }
 
 absl::StatusOr<std::string> TagEngine::Define(std::string_view text, int64_t now) {
-  if (auto p = json::Locate(text); p.found) {
-    uint32_t line, col;
-    json::LineColumn(text, p.offset, line, col);
-    return absl::InvalidArgumentError(Cat("tag definitions: line ", line, ", column ", col, ": ", p.message));
-  }
+  if (auto st = json::CheckSyntax(text, "tag definitions"); !st.ok()) return st;
   dom::parser parser;
   dom::element root;
   if (parser.parse(text).get(root) != simdjson::SUCCESS)

@@ -122,19 +122,23 @@ class TagEngine {
   uint64_t evaluations_ = 0;
 };
 
-// A person as tag rules and audience leaves see it: the profile and its tags.
+// A person as tag rules, audience leaves and lifecycle guards see it: the profile, its
+// tags and (through TagEngine::states) its machine states.
 class TaggedView final : public Subject {
  public:
-  TaggedView(const TagEngine& tags, uint32_t slot)
-      : tags_(tags), slot_(slot), p_(tags.store().AtSlot(slot)),
-        view_(tags.store(), p_, p_ ? p_->oneid : 0) {}
+  TaggedView(const TagEngine& tags, uint32_t slot) : TaggedView(tags, slot, tags.store().AtSlot(slot), 0) {}
+  // A person by OneID whose slot may be -1 (identifiers only, no profile): reads as empty
+  // but for its states.
+  TaggedView(const TagEngine& tags, int64_t slot, uint64_t oneid)
+      : TaggedView(tags, slot < 0 ? 0 : static_cast<uint32_t>(slot),
+                   slot < 0 ? nullptr : tags.store().AtSlot(static_cast<uint32_t>(slot)), oneid) {}
   Value Attr(uint32_t attr) const override { return view_.Attr(attr); }
   int64_t FirstSeen() const override { return view_.FirstSeen(); }
   int64_t LastSeen() const override { return view_.LastSeen(); }
   uint32_t IdCount(uint32_t id_type) const override { return view_.IdCount(id_type); }
-  Value Tag(uint32_t tag) const override { return tags_.Get(tag, slot_); }
+  Value Tag(uint32_t tag) const override { return p_ ? tags_.Get(tag, slot_) : Value(); }
   Value State(uint32_t machine) const override {
-    return tags_.states_ && p_ ? tags_.states_->State(machine, p_->oneid) : Value();
+    return tags_.states_ && oneid_ ? tags_.states_->State(machine, oneid_) : Value();
   }
   Totals DayTotals(uint32_t type, int32_t first_day, int32_t last_day) const override {
     return view_.DayTotals(type, first_day, last_day);
@@ -147,9 +151,14 @@ class TaggedView final : public Subject {
   const Profile* profile() const { return p_; }
 
  private:
+  // oneid 0: the profile's.
+  TaggedView(const TagEngine& tags, uint32_t slot, const Profile* p, uint64_t oneid)
+      : tags_(tags), slot_(slot), p_(p), oneid_(oneid ? oneid : p ? p->oneid : 0),
+        view_(tags.store(), p_, oneid_) {}
   const TagEngine& tags_;
   uint32_t slot_;
   const Profile* p_;
+  uint64_t oneid_;
   ProfileView view_;
 };
 
