@@ -1,6 +1,5 @@
 #include "wal.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -13,6 +12,7 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "fs.hpp"
 #include "util.hpp"
 
 namespace cdp {
@@ -39,149 +39,10 @@ T Get(const char* p) {
   return v;
 }
 
-absl::Status OsError(std::string_view what, std::string_view path, int err) {
-  return absl::UnavailableError(Cat(what, " ", path, ": ", std::strerror(err)));
-}
-
-// A file descriptor closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { if (fd_ >= 0) ::close(fd_); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
- private:
-  int fd_;
-};
-
-// A read-only mapping of a whole file: replay reads entries in place, and the scan for
-// valid entries after a bad one may look at the rest of a large segment.
-class Mapping {
- public:
-  Mapping() = default;
-  ~Mapping() { Reset(); }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  absl::Status Map(int fd, uint64_t size, std::string_view path) {
-    if (size == 0) return absl::OkStatus();
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) return OsError("cannot map", path, errno);
-    ::madvise(p, size, MADV_SEQUENTIAL);
-    data_ = static_cast<const char*>(p);
-    size_ = size;
-    return absl::OkStatus();
-  }
-  void Reset() {
-    if (data_) ::munmap(const_cast<char*>(data_), size_);
-    data_ = nullptr;
-    size_ = 0;
-  }
-  const char* data() const { return data_; }
- private:
-  const char* data_ = nullptr;
-  uint64_t size_ = 0;
-};
-
-std::string Join(std::string_view dir, std::string_view name) { return Cat(dir, "/", name); }
-
-absl::Status SyncDir(const std::string& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return OsError("cannot open directory", dir, errno);
-  if (::fsync(fd.get()) != 0) return OsError("cannot fsync directory", dir, errno);
-  return absl::OkStatus();
-}
-
-// Writes the buffers completely, resuming after short writes and signals.
-absl::Status WriteAll(int fd, iovec* iov, int n, std::string_view path) {
-  while (n > 0) {
-    ssize_t w = ::writev(fd, iov, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return OsError("cannot write", path, errno);
-    }
-    size_t left = static_cast<size_t>(w);
-    while (n > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --n;
-    }
-    if (n > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Creates dir/name holding contents, all or nothing: a temp file, fsynced, renamed over
-// the name, and the directory fsynced so the rename itself survives a crash.
-absl::Status WriteFileAtomic(const std::string& dir, std::string_view name, std::string_view contents) {
-  std::string tmp = Join(dir, Cat(name, ".tmp")), path = Join(dir, name);
-  {
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return OsError("cannot create", tmp, errno);
-    iovec iov{const_cast<char*>(contents.data()), contents.size()};
-    if (auto st = WriteAll(fd.get(), &iov, 1, tmp); !st.ok()) return st;
-    if (::fsync(fd.get()) != 0) return OsError("cannot fsync", tmp, errno);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return OsError("cannot rename to", path, errno);
-  return SyncDir(dir);
-}
-
-// The whole file, or NotFound if it does not exist.
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(path);
-    return OsError("cannot open", path, errno);
-  }
-  std::string out;
-  char buf[1 << 14];
-  for (;;) {
-    ssize_t r = ::read(fd.get(), buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return OsError("cannot read", path, errno);
-    if (r == 0) return out;
-    out.append(buf, static_cast<size_t>(r));
-  }
-}
-
-std::string SegmentName(uint64_t first_seq) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string hex(16, '0');
-  for (int i = 15; i >= 0; --i, first_seq >>= 4) hex[i] = kHex[first_seq & 15];
-  return Cat("wal-", hex, ".log");
-}
-
-bool ParseSegmentName(std::string_view name, uint64_t& first_seq) {
-  if (name.size() != 24 || name.substr(0, 4) != "wal-" || name.substr(20) != ".log") return false;
-  first_seq = 0;
-  for (char c : name.substr(4, 16)) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return false;
-    first_seq = first_seq << 4 | static_cast<uint64_t>(d);
-  }
-  return true;
-}
+std::string SegmentName(uint64_t first_seq) { return SeqFileName("wal-", first_seq, ".log"); }
 
 // The first sequence numbers of the segments in dir, ascending.
-absl::StatusOr<std::vector<uint64_t>> ListSegments(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return OsError("cannot list directory", dir, errno);
-  std::vector<uint64_t> out;
-  errno = 0;
-  while (dirent* ent = ::readdir(d)) {
-    uint64_t seq;
-    if (ParseSegmentName(ent->d_name, seq)) out.push_back(seq);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return OsError("cannot list directory", dir, err);
-  std::sort(out.begin(), out.end());
-  return out;
-}
+absl::StatusOr<std::vector<uint64_t>> ListSegments(const std::string& dir) { return ListSeqFiles(dir, "wal-", ".log"); }
 
 void FileHeader(char* h, uint64_t first_seq) {
   std::memcpy(h, kFileMagic, 8);
@@ -454,6 +315,23 @@ absl::Status Wal::Rotate() {
   closed_bytes_ += size_;
   size_ = kFileHeader;
   return absl::OkStatus();
+}
+
+absl::Status Wal::DropBelow(uint64_t seq, std::vector<std::string>& removed) {
+  auto listed = ListSegments(dir_);
+  if (!listed.ok()) return listed.status();
+  const std::vector<uint64_t>& segs = *listed;
+  // A segment ends where the next begins; the last one (being appended to) always stays.
+  for (size_t i = 0; i + 1 < segs.size() && segs[i + 1] <= seq; ++i) {
+    const std::string name = SegmentName(segs[i]), path = Join(dir_, name);
+    struct stat sb;
+    uint64_t size = ::stat(path.c_str(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : 0;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return OsError("cannot remove", path, errno);
+    closed_bytes_ -= std::min(closed_bytes_, size);
+    first_seq_ = segs[i + 1];
+    removed.push_back(name);
+  }
+  return removed.empty() ? absl::OkStatus() : SyncDir(dir_);
 }
 
 // --- payload fields -----------------------------------------------------------------------

@@ -19,10 +19,9 @@
 //                 u64 xxh3-64 of the preceding 24 bytes and the payload
 //   payload       fields, each a u64 length and its bytes
 // Integers are little-endian. Sequence numbers count entries from 0 across segments, with
-// no gaps; they are what a snapshot will name: "the state after entries [0, P)". Opening
-// with from_seq = P then replays only entries P and on, segments wholly below P may be
-// deleted, and Rotate() starts the segment a snapshot is taken at. (Snapshots are not
-// written yet: today every open replays from 0.)
+// no gaps; they are what a snapshot names: "the state after entries [0, P)"
+// (src/snapshot.hpp). Opening with from_seq = P replays only entries P and on, Rotate()
+// starts the segment a snapshot is taken at, and DropBelow deletes segments wholly below P.
 //
 // Failure model. A crash can leave a torn tail: the last entry cut short, or garbage after
 // it (a partial write, zeroes from an extended file). Opening detects it (short header,
@@ -108,6 +107,9 @@ class Wal {
   // Ends the current segment (fsynced) and starts a new one at next_seq(): where a
   // snapshot taken now will let replay begin.
   absl::Status Rotate();
+  // Deletes the closed segments whose entries all precede seq (a snapshot at seq or
+  // later makes them unneeded); appends the deleted files' names to removed.
+  absl::Status DropBelow(uint64_t seq, std::vector<std::string>& removed);
 
   uint64_t next_seq() const { return next_seq_; }
   uint64_t first_seq() const { return first_seq_; }  // of the oldest segment on disk
