@@ -4,6 +4,7 @@
 #include <cstring>
 #include <deque>
 
+#include "snapshot.hpp"
 #include "util.hpp"
 
 namespace cdp {
@@ -173,8 +174,9 @@ struct IdentityGraph::Impl {
   uint64_t next_rule = 1;
   uint64_t quarantined = 0;
   uint64_t live_nodes = 0;
-  uint16_t manual_source = 0xFFFF;
-  LinkStats* stats = nullptr;  // of the current operation
+  // The context of the write in progress, for feed events and evidence. Empty between
+  // writes (each write clears it before returning), so snapshots do not carry it.
+  LinkStats* stats = nullptr;
   uint64_t cur_record = 0;
   int64_t cur_ts = 0;
 
@@ -726,6 +728,8 @@ NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint
   impl_->cur_record = 0;  // created by a rule, not by a record
   NodeId n = it != impl_->index.end() ? impl_->Revive(*it, ts, source) : impl_->NewNode(type, v, ts, source);
   impl_->Created(n);
+  // The time was for this person_created only: a force link made next carries time 0.
+  impl_->cur_ts = 0;
   return n;
 }
 
@@ -1102,6 +1106,271 @@ std::vector<std::pair<std::string, uint64_t>> IdentityGraph::Memory() const {
       {"oneids", set_bytes(m.oneids.capacity(), 12) + set_bytes(m.redirects.capacity(), 16)},
       {"conflicts", m.refused_links.capacity() * sizeof(uint32_t) + m.refusal_peers.size() * 64},
   };
+}
+
+// --- snapshots -----------------------------------------------------------------------------
+
+namespace {
+
+// A hash map as two arrays, its keys and then its values, in its iteration order.
+template <typename Map>
+void SaveMapColumns(snap::Writer& w, const Map& map) {
+  std::vector<typename Map::key_type> keys;
+  std::vector<typename Map::mapped_type> values;
+  keys.reserve(map.size());
+  values.reserve(map.size());
+  for (const auto& [k, v] : map) {
+    keys.push_back(k);
+    values.push_back(v);
+  }
+  w.Vec(keys);
+  w.Vec(values);
+}
+
+// A node as saved: Node without its pointer into the arena. The values travel apart,
+// concatenated in node order; adding them to a fresh arena in that order lays them out
+// exactly as the original arena did (nodes are its only client, and add in id order).
+struct SavedNode {
+  uint16_t len, type;
+  uint8_t flags, pad;
+  uint16_t source0;
+  NodeId parent, next;
+  uint32_t first_link, summary;
+  int64_t first_seen;
+};
+static_assert(sizeof(SavedNode) == 32, "no padding: every saved byte means something");
+
+// A ChunkedVector in Writer::Array's layout (the count, then the elements), a chunk (which
+// is contiguous) at a time. Read back with Reader::ArrayCount and Pod.
+template <typename T, unsigned S>
+void SaveChunked(snap::Writer& w, const ChunkedVector<T, S>& v) {
+  w.U64(v.size());
+  for (size_t i = 0; i < v.size(); i += v.kChunk) w.Raw(&v[i], std::min(v.kChunk, v.size() - i) * sizeof(T));
+}
+
+}  // namespace
+
+void IdentityGraph::Save(snap::Writer& w) const {
+  const Impl& m = *impl_;
+  w.Part("identity");
+  // The values, laid out as one Writer::Str. Consecutive nodes' values sit side by side
+  // in an arena chunk, so they go out in a few large runs.
+  uint64_t total = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) total += nodes_[i].len;
+  w.U64(total);
+  const char* run = nullptr;
+  size_t run_len = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& x = nodes_[i];
+    if (run != nullptr && x.str == run + run_len) {
+      run_len += x.len;
+      continue;
+    }
+    if (run_len) w.Raw(run, run_len);
+    run = x.str;
+    run_len = x.len;
+  }
+  if (run_len) w.Raw(run, run_len);
+
+  w.U64(nodes_.size());
+  std::vector<SavedNode> buf;
+  for (size_t i = 0; i < nodes_.size(); i += nodes_.kChunk) {
+    buf.clear();
+    for (size_t j = i, end = std::min(nodes_.size(), i + nodes_.kChunk); j < end; ++j) {
+      const Node& x = nodes_[j];
+      buf.push_back(
+          {x.len, x.type, x.flags, x.pad, x.source0, x.parent, x.next, x.first_link, x.summary, x.first_seen});
+    }
+    w.Raw(buf.data(), buf.size() * sizeof(SavedNode));
+  }
+  SaveChunked(w, links_);
+  SaveChunked(w, persons_);
+  SaveChunked(w, m.counts);
+  w.Vec(m.free_persons);
+
+  SaveMapColumns(w, m.oneids);     // OneID -> anchor
+  SaveMapColumns(w, m.redirects);  // absorbed OneID -> survivor
+
+  // Refusal peers, flattened: the nodes, how many peers each, then all peers in a row.
+  std::vector<uint32_t> peer_nodes, peer_counts;
+  std::vector<uint64_t> all_peers;
+  for (const auto& [n, peers] : m.refusal_peers) {
+    peer_nodes.push_back(n);
+    peer_counts.push_back(static_cast<uint32_t>(peers.size()));
+    all_peers.insert(all_peers.end(), peers.begin(), peers.end());
+  }
+  w.Vec(peer_nodes);
+  w.Vec(peer_counts);
+  w.Vec(all_peers);
+  w.Vec(m.refused_links);
+
+  w.U64(m.next_rule);
+  w.U64(m.quarantined);
+  w.U64(m.live_nodes);
+  w.U64(rules_.size());
+  for (const ManualRule& r : rules_) {
+    w.U64(r.id);
+    w.Bool(r.never);
+    w.Bool(r.active);
+    w.U32(r.a);
+    w.U32(r.b);
+    w.U32(r.link);
+    w.Str(r.note);
+  }
+}
+
+absl::Status IdentityGraph::Load(snap::Reader& r) {
+  Impl& m = *impl_;
+  if (!nodes_.empty() || !links_.empty() || !rules_.empty())
+    return absl::FailedPreconditionError("an identity graph is loaded only into an empty one");
+  r.Part("identity");
+  const size_t types = m.cfg.types.size();
+  const std::string_view values = r.Str();
+  const uint64_t n = r.ArrayCount<SavedNode>();
+  uint64_t off = 0;
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const auto s = r.Pod<SavedNode>();
+    if (s.len > values.size() - off) r.Fail(Cat("node ", i, "'s value runs past the values"));
+    else if (s.type >= types) r.Fail(Cat("node ", i, " has identifier type ", s.type, " of ", types));
+    else if (s.parent >= n || s.next >= n) r.Fail(Cat("node ", i, " points past the ", n, " nodes"));
+    if (!r.ok()) break;
+    Node x;
+    x.str = m.arena.Add(values.substr(off, s.len));
+    off += s.len;
+    x.len = s.len;
+    x.type = s.type;
+    x.flags = s.flags;
+    x.pad = s.pad;
+    x.source0 = s.source0;
+    x.parent = s.parent;
+    x.next = s.next;
+    x.first_link = s.first_link;
+    x.summary = s.summary;
+    x.first_seen = s.first_seen;
+    nodes_.push_back(x);
+  }
+  if (r.ok() && off != values.size()) r.Fail(Cat(values.size() - off, " bytes of identifier values belong to no node"));
+
+  const uint64_t nl = r.ArrayCount<Link>();
+  auto link_ok = [nl](uint32_t i) { return i < nl || i == kNoLink; };
+  for (uint64_t i = 0; i < nl && r.ok(); ++i) {
+    const auto l = r.Pod<Link>();
+    if (l.a >= n || l.b >= n || !link_ok(l.next_a) || !link_ok(l.next_b))
+      r.Fail(Cat("link ", i, " points past the ", n, " nodes or ", nl, " links"));
+    else if (l.rule > LinkRule::kForce || l.state > LinkState::kRemoved || l.reason > Refusal::kPersonLimit)
+      r.Fail(Cat("link ", i, " has an unknown rule, state or reason"));
+    else if ((l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit) && l.reason_type >= types)
+      r.Fail(Cat("link ", i, " was refused for identifier type ", l.reason_type, " of ", types));
+    else links_.push_back(l);
+  }
+
+  const uint64_t np = r.ArrayCount<Person>();
+  for (uint64_t i = 0; i < np && r.ok(); ++i) {
+    const auto p = r.Pod<Person>();
+    if (p.anchor >= n) r.Fail(Cat("person ", i, " is anchored past the ", n, " nodes"));
+    else persons_.push_back(p);
+  }
+  {
+    // Two bytes an element: one copy into a vector beats a checked read per element.
+    std::vector<uint16_t> counts;
+    r.Vec(counts);
+    if (r.ok() && counts.size() != np * m.SlotStride())
+      r.Fail(Cat(counts.size(), " type counters for ", np, " persons of ", m.SlotStride(), " slots"));
+    for (size_t i = 0; i < counts.size() && r.ok(); ++i) m.counts.push_back(counts[i]);
+  }
+
+  // The nodes' references to links and persons, now that both are known; then the two
+  // indexes. At millions of entries every insert misses the cache, so each loop fetches
+  // the slots of the entry kAhead places on while it inserts this one.
+  constexpr size_t kAhead = 16;
+  for (NodeId i = 0; i < nodes_.size() && r.ok(); ++i) {
+    const Node& x = nodes_[i];
+    if (!link_ok(x.first_link) || (x.summary >= np && x.summary != kNoSummary))
+      r.Fail(Cat("node ", i, " points past the ", nl, " links or ", np, " persons"));
+  }
+  if (r.ok()) m.index.reserve(nodes_.size());
+  for (NodeId i = 0; i < nodes_.size() && r.ok(); ++i) {
+    if (i + kAhead < nodes_.size()) m.index.prefetch(static_cast<NodeId>(i + kAhead));
+    const Node& x = nodes_[i];
+    bool fresh = false;
+    m.index.lazy_emplace(IdKey{x.type, Value(i)}, [&](const auto& make) {
+      fresh = true;
+      make(i);
+    });
+    if (!fresh) r.Fail(Cat("node ", i, " repeats identifier ", m.cfg.types[x.type].name, ":", Value(i)));
+  }
+  if (r.ok()) m.link_index.reserve(links_.size());
+  for (uint32_t i = 0; i < links_.size() && r.ok(); ++i) {
+    if (i + kAhead < links_.size()) m.link_index.prefetch(static_cast<uint32_t>(i + kAhead));
+    const Link& l = links_[i];
+    bool fresh = false;
+    m.link_index.lazy_emplace(Impl::LinkKey{std::min(l.a, l.b), std::max(l.a, l.b), l.source, l.rule},
+                              [&](const auto& make) {
+                                fresh = true;
+                                make(i);
+                              });
+    if (!fresh) r.Fail(Cat("link ", i, " repeats the evidence of an earlier one"));
+  }
+
+  r.Vec(m.free_persons);
+  for (uint32_t p : m.free_persons)
+    if (p >= np) r.Fail(Cat("free person ", p, " of ", np));
+
+  std::vector<uint64_t> keys, vals;
+  std::vector<uint32_t> anchors;
+  r.Vec(keys);
+  r.Vec(anchors);
+  if (r.ok() && keys.size() != anchors.size()) r.Fail(Cat(keys.size(), " OneIDs with ", anchors.size(), " anchors"));
+  m.oneids.reserve(keys.size());
+  for (size_t i = 0; i < keys.size() && r.ok(); ++i) {
+    if (anchors[i] >= n) r.Fail(Cat("OneID ", keys[i], " is anchored past the ", n, " nodes"));
+    else if (!m.oneids.emplace(keys[i], anchors[i]).second) r.Fail(Cat("OneID ", keys[i], " appears twice"));
+  }
+  r.Vec(keys);
+  r.Vec(vals);
+  if (r.ok() && keys.size() != vals.size()) r.Fail(Cat(keys.size(), " redirects with ", vals.size(), " targets"));
+  m.redirects.reserve(keys.size());
+  for (size_t i = 0; i < keys.size() && r.ok(); ++i)
+    if (!m.redirects.emplace(keys[i], vals[i]).second) r.Fail(Cat("OneID ", keys[i], " redirects twice"));
+
+  std::vector<uint32_t> peer_nodes, peer_counts;
+  r.Vec(peer_nodes);
+  r.Vec(peer_counts);
+  r.Vec(vals);
+  uint64_t peers = 0;
+  for (uint32_t c : peer_counts) peers += c;
+  if (r.ok() && (peer_nodes.size() != peer_counts.size() || peers != vals.size()))
+    r.Fail(Cat(peer_nodes.size(), " nodes with refusal peers, ", peer_counts.size(), " counts, ", vals.size(),
+               " peers"));
+  m.refusal_peers.reserve(peer_nodes.size());
+  for (size_t i = 0, at = 0; i < peer_nodes.size() && r.ok(); at += peer_counts[i++]) {
+    const auto first = vals.begin() + static_cast<ptrdiff_t>(at);
+    if (peer_nodes[i] >= n) r.Fail(Cat("refusal peers of node ", peer_nodes[i], " of ", n));
+    else if (!m.refusal_peers.emplace(peer_nodes[i], std::vector<uint64_t>(first, first + peer_counts[i])).second)
+      r.Fail(Cat("refusal peers of node ", peer_nodes[i], " appear twice"));
+  }
+  r.Vec(m.refused_links);
+  for (uint32_t i : m.refused_links)
+    if (i >= nl) r.Fail(Cat("refused link ", i, " of ", nl));
+
+  m.next_rule = r.U64();
+  m.quarantined = r.U64();
+  m.live_nodes = r.U64();
+  if (m.live_nodes > n) r.Fail(Cat(m.live_nodes, " live identifiers of ", n));
+  for (uint64_t i = 0, k = r.Count(30); i < k && r.ok(); ++i) {
+    ManualRule rule;
+    rule.id = r.U64();
+    rule.never = r.Bool();
+    rule.active = r.Bool();
+    rule.a = r.U32();
+    rule.b = r.U32();
+    rule.link = r.U32();
+    rule.note = std::string(r.Str());
+    if (rule.a >= n || rule.b >= n || (rule.never ? rule.link != kNoLink : rule.link >= nl))
+      r.Fail(Cat("rule ", rule.id, " names a node or link out of range"));
+    rules_.push_back(std::move(rule));
+  }
+  return r.status();
 }
 
 }  // namespace cdp

@@ -20,9 +20,11 @@
 // person due at the same instant — are staged and weighed together, highest journey priority
 // first, so a frequency cap keeps the more important message.
 #include <algorithm>
+#include <cassert>
 #include <optional>
 
 #include "life_internal.hpp"
+#include "snapshot.hpp"
 #include "util.hpp"
 
 namespace cdp::life {
@@ -143,6 +145,18 @@ struct Journey {
   uint64_t queued = 0, deferred = 0, capped = 0, suppressed = 0, dropped = 0, withdrawn = 0;
 };
 
+// A journey's persons in Ix order. Loops that write to the feed or free deferred-intent
+// slots (whose order decides the slots reused next) go in this order: a hash map's order
+// differs from table to table (abseil salts it with the table's address), so a replayed
+// or reloaded engine would not repeat it.
+std::vector<Ix> Persons(const Journey& jr) {
+  std::vector<Ix> out;
+  out.reserve(jr.tracks.size());
+  for (const auto& [p, t] : jr.tracks) out.push_back(p);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 struct Delivery {
   bool given = false;
   bool window = false, quiet = false;
@@ -235,6 +249,8 @@ class JourneysPart final : public Part {
   void AppendCatalog(json::Writer& w) const override;
   bool StateOf(uint32_t machine, Ix p, Value& out) const override;
   uint64_t bytes() const override;
+  void Save(snap::Writer& w) const override;
+  absl::Status Load(snap::Reader& r) override;
 
  private:
   // Definitions.
@@ -764,8 +780,10 @@ void JourneysPart::Install(std::shared_ptr<const Def> def, int64_t now) {
     return s->second;
   };
   // Cancel under the old definition (the feed names the old step), then move the others.
-  for (auto& [p, t] : jr.tracks)
+  for (Ix p : Persons(jr)) {
+    Track& t = jr.tracks.find(p)->second;
     if (t.active() && place(t) == kIdle) Finish(j, p, t, now, End::kCancelled, "definition", {});
+  }
   for (auto& [p, t] : jr.tracks)
     if (t.active()) t.step = place(t);
   jr.def = std::move(def);
@@ -807,7 +825,8 @@ absl::Status JourneysPart::Drop(std::string_view name) {
   if (it == by_name_.end()) return absl::NotFoundError(Cat("journey \"", name, "\" is not defined"));
   const uint32_t j = it->second;
   Journey& jr = *journeys_[j];
-  for (auto& [p, t] : jr.tracks) {
+  for (Ix p : Persons(jr)) {
+    Track& t = jr.tracks.find(p)->second;
     if (t.active()) {
       FeedJourney(p, 0, *jr.def, t, "cancelled", jr.def->steps[t.step].id, "dropped", {});
       t.step = kIdle;
@@ -1554,6 +1573,206 @@ uint64_t JourneysPart::bytes() const {
        log_free_.capacity() * sizeof(uint32_t);
   for (const auto& v : by_type_) b += sizeof(v) + v.capacity() * sizeof(v[0]);
   return b;
+}
+
+// --- snapshots -----------------------------------------------------------------------
+//
+// The definitions are the core's to re-install; what is saved is which slot each journey
+// had (timers name journeys by slot, and a freed slot is reused), each journey's totals
+// and tracks, the deferred intents in their slots with the free list, the send log, and
+// the generation and instance counters. Tracks go in Ix order, so equal states give equal
+// bytes. The staging area is empty between calls: every entry point flushes it, and
+// Advance fires a person's timers of one instant one after the other, the last flushing.
+
+// Fixed-size records, padding explicit and zeroed.
+struct TrackRec {
+  int64_t entered, until;
+  uint64_t entry_oneid;
+  Ix person;
+  uint32_t instance, entry, entries, goals, gen, deferred;
+  uint16_t step, laps;
+  uint8_t holdout, ended;
+  uint8_t pad[6];
+};
+static_assert(sizeof(TrackRec) == 64);
+
+struct DeferredRec {
+  int64_t at, created;
+  uint64_t id, oneid;
+  int32_t priority;
+  uint32_t journey;
+  Ix person;
+  uint32_t instance, gen, next;
+  uint8_t acked;
+  uint8_t pad[7];
+};
+static_assert(sizeof(DeferredRec) == 64);
+
+// A journey's totals, in the order they are saved.
+constexpr uint64_t Journey::*kTotals[] = {
+    &Journey::active, &Journey::entered, &Journey::held_out, &Journey::completed, &Journey::exited,
+    &Journey::goals, &Journey::held_out_goals, &Journey::cancelled, &Journey::queued, &Journey::deferred,
+    &Journey::capped, &Journey::suppressed, &Journey::dropped, &Journey::withdrawn};
+
+void JourneysPart::Save(snap::Writer& w) const {
+  assert(staged_.empty());  // see above
+  w.Part("lifecycle.journeys");
+  w.U64(journeys_.size());
+  for (const auto& jp : journeys_) {
+    w.Str(jp ? std::string_view(jp->def->name) : std::string_view());
+    w.Str(jp ? std::string_view(jp->def->source) : std::string_view());
+  }
+  w.Str(delivery_.given ? std::string_view(delivery_.source) : std::string_view());
+  w.U64(deferred_.size());
+  for (const Deferred& df : deferred_) {
+    const Intent& in = df.intent;
+    DeferredRec x{in.at, in.created, in.id, in.oneid, df.priority, df.journey, df.person, df.instance, df.gen,
+                  df.next, static_cast<uint8_t>(in.acked), {}};
+    w.Pod(x);
+    for (const std::string* f : {&in.key, &in.origin, &in.step, &in.action, &in.channel, &in.payload}) w.Str(*f);
+  }
+  w.U32(free_);
+  std::vector<TrackRec> recs;
+  for (const auto& jp : journeys_) {
+    if (!jp) continue;
+    for (auto total : kTotals) w.U64((*jp).*total);
+    // In one pass over the table, then sorted: looking each person up in Ix order would
+    // miss the cache once per track.
+    recs.clear();
+    recs.reserve(jp->tracks.size());
+    for (const auto& [p, t] : jp->tracks)
+      recs.push_back(TrackRec{t.entered, t.until, t.entry_oneid, p, t.instance, t.entry, t.entries, t.goals, t.gen,
+                              t.deferred, t.step, t.laps, static_cast<uint8_t>(t.holdout),
+                              static_cast<uint8_t>(t.ended), {}});
+    std::sort(recs.begin(), recs.end(), [](const TrackRec& a, const TrackRec& b) { return a.person < b.person; });
+    w.Vec(recs);
+  }
+  w.U32(keep_);
+  w.Vec(log_of_);
+  w.Vec(log_pool_);
+  w.Vec(log_free_);
+  w.U32(gen_);
+  w.U32(instances_);
+}
+
+absl::Status JourneysPart::Load(snap::Reader& r) {
+  if (!r.Part("lifecycle.journeys")) return r.status();
+  const Ix persons = core_.persons();
+  // The installed journeys move to the slots they had.
+  std::vector<std::unique_ptr<Journey>> placed(r.Count(2 * sizeof(uint64_t)));
+  for (size_t j = 0; j < placed.size() && r.ok(); ++j) {
+    const std::string_view name = r.Str(), source = r.Str();
+    if (name.empty()) continue;
+    auto it = by_name_.find(std::string(name));
+    if (it == by_name_.end() || !journeys_[it->second] || journeys_[it->second]->def->source != source) {
+      r.Fail(Cat("the journey \"", name, "\" of the snapshot is not installed as it was"));
+      break;
+    }
+    placed[j] = std::move(journeys_[it->second]);
+  }
+  for (const auto& jp : journeys_)
+    if (jp && r.ok()) r.Fail(Cat("the installed journey \"", jp->def->name, "\" is not in the snapshot"));
+  if (!r.ok()) return r.status();
+  journeys_ = std::move(placed);
+  by_name_.clear();
+  for (uint32_t j = 0; j < journeys_.size(); ++j)
+    if (journeys_[j]) by_name_.emplace(journeys_[j]->def->name, j);
+  Reindex();
+  if (std::string_view d = r.Str(); r.ok() && d != (delivery_.given ? std::string_view(delivery_.source) : ""))
+    r.Fail("the delivery rules of the snapshot are not the ones installed");
+  const auto slot_ok = [&](uint32_t s) { return s == kNil || s < deferred_.size(); };
+
+  deferred_.clear();
+  deferred_.resize(r.Count(sizeof(DeferredRec) + 6 * sizeof(uint64_t)));
+  for (Deferred& df : deferred_) {
+    const auto x = r.Pod<DeferredRec>();
+    Intent& in = df.intent;
+    in.at = x.at;
+    in.created = x.created;
+    in.id = x.id;
+    in.oneid = x.oneid;
+    in.acked = x.acked != 0;
+    for (std::string* f : {&in.key, &in.origin, &in.step, &in.action, &in.channel, &in.payload}) f->assign(r.Str());
+    df.priority = x.priority;
+    df.journey = x.journey;
+    df.person = x.person;
+    df.instance = x.instance;
+    df.gen = x.gen;
+    df.next = x.next;
+    if (r.ok() && ((x.gen != 0 && x.person >= persons) || !slot_ok(x.next) || x.acked > 1)) {
+      r.Fail(Cat("deferred intent ", &df - deferred_.data(), " is out of range"));
+      break;
+    }
+  }
+  free_ = r.U32();
+  if (r.ok() && !slot_ok(free_)) r.Fail("the free list starts out of range");
+
+  // Every deferred slot is on one list at most (a track's or the free list): a list that
+  // met itself would never end.
+  std::vector<uint8_t> seen(r.ok() ? deferred_.size() : 0);
+  auto walk = [&](uint32_t s) {
+    for (; s != kNil && r.ok(); s = deferred_[s].next) {
+      if (seen[s]) r.Fail(Cat("deferred intent ", s, " is on two lists"));
+      seen[s] = 1;
+    }
+  };
+  walk(free_);
+
+  std::vector<TrackRec> recs;
+  for (auto& jp : journeys_) {
+    if (!jp || !r.ok()) continue;
+    Journey& jr = *jp;
+    for (auto total : kTotals) jr.*total = r.U64();
+    if (!r.Vec(recs)) break;
+    jr.tracks.clear();
+    jr.tracks.reserve(recs.size());
+    // Inserting misses the cache once per track: the slots of the tracks a few places on
+    // are fetched meanwhile.
+    constexpr size_t kAhead = 16;
+    for (size_t i = 0; i < recs.size() && r.ok(); ++i) {
+      if (i + kAhead < recs.size()) jr.tracks.prefetch(recs[i + kAhead].person);
+      const TrackRec& x = recs[i];
+      if (x.person >= persons || (i > 0 && x.person <= recs[i - 1].person) ||
+          (x.step != kIdle && x.step >= jr.def->steps.size()) || !slot_ok(x.deferred) || x.holdout > 1 ||
+          x.ended > static_cast<uint8_t>(End::kCancelled)) {
+        r.Fail(Cat("journey \"", jr.def->name, "\", track ", i, " is out of range"));
+        break;
+      }
+      Track& t = jr.tracks[x.person];
+      t.entered = x.entered;
+      t.until = x.until;
+      t.entry_oneid = x.entry_oneid;
+      t.instance = x.instance;
+      t.entry = x.entry;
+      t.entries = x.entries;
+      t.goals = x.goals;
+      t.gen = x.gen;
+      t.deferred = x.deferred;
+      t.step = x.step;
+      t.laps = x.laps;
+      t.holdout = x.holdout != 0;
+      t.ended = static_cast<End>(x.ended);
+      walk(t.deferred);
+    }
+  }
+
+  keep_ = r.U32();
+  r.Vec(log_of_);
+  r.Vec(log_pool_);
+  r.Vec(log_free_);
+  if (r.ok()) {
+    const size_t block = size_t{keep_} + 1, blocks = log_pool_.size() / block;
+    bool ok = keep_ == std::max(delivery_.per_day, delivery_.per_7_days) && log_pool_.size() % block == 0 &&
+              log_of_.size() <= persons;
+    for (uint32_t b : log_of_) ok = ok && (b == kNil || (b < blocks && log_pool_[b * block] >= 0 &&
+                                                         log_pool_[b * block] <= keep_));
+    for (uint32_t b : log_free_) ok = ok && b < blocks;
+    if (!ok) r.Fail("the send log is out of range");
+  }
+  gen_ = r.U32();
+  instances_ = r.U32();
+  staged_.clear();
+  return r.status();
 }
 
 }  // namespace

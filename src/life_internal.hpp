@@ -26,6 +26,7 @@
 #include "cdp/lifecycle.hpp"
 #include "json_util.hpp"
 #include "simdjson.h"
+#include "snapshot.hpp"
 
 namespace cdp::life {
 
@@ -34,9 +35,11 @@ inline constexpr Ix kNoIx = 0xFFFFFFFFu;
 
 enum class PartId : uint8_t { kMachines = 0, kLoyalty = 1, kJourneys = 2 };
 
+// Timer and Transition have no padding (part and reason take four bytes), so snapshots,
+// which copy them byte for byte, are the same from run to run.
 struct Timer {
   int64_t at;
-  uint8_t part;
+  uint32_t part;  // PartId
   Ix person;
   uint32_t item;  // the part's meaning (a machine, a journey instance, a lot ...)
   uint32_t gen;   // the part's generation when scheduled; stale when it moved on
@@ -54,9 +57,10 @@ struct Transition {
   int64_t ts;
   uint32_t machine;  // ProfileStore::Machine id of the machine, tier set or journey
   uint16_t from, to; // state indexes (0xFFFF: none)
-  uint8_t reason;    // Reason
+  uint32_t reason;   // Reason
   uint32_t cause;    // event type for kEvent, transition index for timers, else 0
 };
+static_assert(sizeof(Timer) == 24 && sizeof(Transition) == 24);
 enum class Reason : uint8_t { kEvent, kTimer, kCondition, kPeriod, kManual, kImport, kMerge, kInitial, kDefinition };
 std::string_view ReasonName(Reason r);
 
@@ -91,6 +95,8 @@ class Outbox {
   uint64_t dropped() const { return dropped_; }
   uint64_t next() const { return next_; }
   uint64_t bytes() const;
+  void Save(snap::Writer& w) const;
+  void Load(snap::Reader& r);  // into an empty outbox; failures are left in r
 
  private:
   void Compact();
@@ -162,6 +168,10 @@ class Part {
   }
   virtual bool empty() const = 0;
   virtual uint64_t bytes() const = 0;
+  // Snapshots: the part's state other than its definitions. The core re-installs the
+  // definitions (same order, same indexes) before calling Load, without entering anyone.
+  virtual void Save(snap::Writer& w) const = 0;
+  virtual absl::Status Load(snap::Reader& r) = 0;
 
  protected:
   Core& core_;
@@ -222,6 +232,11 @@ class Core {
   std::vector<std::unique_ptr<Part>> parts;  // indexed by PartId
   Part& part(PartId id) { return *parts[static_cast<size_t>(id)]; }
 
+  // Set while Lifecycle::Load re-installs the definitions into a core with no persons:
+  // installers then install and do nothing else (no one enters, nothing is scheduled, fed
+  // or emitted), since the snapshot holds the state those side effects produced.
+  bool loading = false;
+
   // Persons whose machine states changed (for tags reading state.*).
   std::vector<uint64_t> state_changed;
   uint64_t guard_errors = 0;
@@ -229,6 +244,21 @@ class Core {
 
   // The heap, for Advance (lifecycle.cpp).
   std::vector<Timer> heap;
+
+  // Every definition document installed and every drop, in order: a snapshot replays
+  // them (with loading set) to rebuild the same definitions in the same slots, since
+  // parts place a new definition by what was dropped before it, not by name alone.
+  struct DefinitionOp {
+    int64_t now = 0;
+    std::string json;        // a Define document; empty: a drop
+    std::string kind, name;  // a Drop
+  };
+  std::vector<DefinitionOp> definitions;
+
+  // Snapshots: the core's persons, histories, timers, outbox and counters, then the
+  // parts' states (lifecycle.cpp). Load expects the definitions already replayed.
+  void Save(snap::Writer& w) const;
+  absl::Status Load(snap::Reader& r);
 
  private:
   absl::flat_hash_map<uint64_t, Ix> index_;

@@ -8,6 +8,7 @@
 #include "audience.hpp"
 #include "expr_internal.hpp"
 #include "life_internal.hpp"
+#include "snapshot.hpp"
 #include "util.hpp"
 
 namespace cdp {
@@ -164,7 +165,7 @@ void Core::MergeHistory(Ix survivor, Ix absorbed) {
 }
 
 void Core::Schedule(int64_t at, PartId part, Ix p, uint32_t item, uint32_t gen) {
-  heap.push_back(Timer{at, static_cast<uint8_t>(part), p, item, gen});
+  heap.push_back(Timer{at, static_cast<uint32_t>(part), p, item, gen});
   std::push_heap(heap.begin(), heap.end(), std::greater<>());
 }
 
@@ -414,6 +415,10 @@ absl::StatusOr<std::string> Lifecycle::Define(std::string_view text, int64_t now
     if (!in.ok()) return in.status();
     install.push_back(std::move(*in));
   }
+  // The same document twice in a row defines nothing new (each part keeps a redefined
+  // name in its place), so hosts that define at every start do not grow the list.
+  auto& ops = core_->definitions;
+  if (ops.empty() || ops.back().json != text) ops.push_back(Core::DefinitionOp{now, std::string(text), {}, {}});
   std::string out;
   json::Writer w(out);
   w.BeginObject();
@@ -423,8 +428,12 @@ absl::StatusOr<std::string> Lifecycle::Define(std::string_view text, int64_t now
 }
 
 absl::Status Lifecycle::Drop(std::string_view kind, std::string_view name) {
-  for (auto& part : core_->parts)
-    if (part->Owns(kind)) return part->Drop(name);
+  for (auto& part : core_->parts) {
+    if (!part->Owns(kind)) continue;
+    absl::Status st = part->Drop(name);
+    if (st.ok()) core_->definitions.push_back(Core::DefinitionOp{0, {}, std::string(kind), std::string(name)});
+    return st;
+  }
   return absl::InvalidArgumentError(Cat("unknown kind \"", kind, "\" (expected machine, journey or loyalty)"));
 }
 
@@ -654,8 +663,153 @@ uint64_t Lifecycle::bytes() const {
   uint64_t b = core_->heap.capacity() * sizeof(life::Timer) + core_->outbox.bytes() +
                core_->persons() * (sizeof(uint64_t) + sizeof(std::vector<life::Transition>) + 16);
   for (Ix p = 0; p < core_->persons(); ++p) b += core_->History(p).capacity() * sizeof(life::Transition);
+  for (const Core::DefinitionOp& op : core_->definitions) b += sizeof op + op.json.capacity();
   for (auto& part : core_->parts) b += part->bytes();
   return b;
+}
+
+// --- snapshots --------------------------------------------------------------------------
+
+namespace life {
+
+void Outbox::Save(snap::Writer& w) const {
+  w.U64(first_);
+  w.U64(next_);
+  w.U64(pending_);
+  w.U64(dropped_);
+  w.U64(items_.size());
+  for (const Intent& in : items_) {  // ids are first_ on, one apart
+    w.U64(in.oneid);
+    w.I64(in.at);
+    w.I64(in.created);
+    w.Str(in.key);
+    w.Str(in.origin);
+    w.Str(in.step);
+    w.Str(in.action);
+    w.Str(in.channel);
+    w.Str(in.payload);
+    w.Bool(in.acked);
+  }
+}
+
+void Outbox::Load(snap::Reader& r) {
+  items_.clear();
+  first_ = r.U64();
+  next_ = r.U64();
+  pending_ = r.U64();
+  dropped_ = r.U64();
+  constexpr size_t kMinIntent = 3 * 8 + 6 * 8 + 1;
+  const uint64_t n = r.Count(kMinIntent);
+  if (r.ok() && (first_ == 0 || next_ - first_ != n)) r.Fail("the outbox's ids do not match its intents");
+  uint64_t unacked = 0;
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    Intent& in = items_.emplace_back();
+    in.id = first_ + i;
+    in.oneid = r.U64();
+    in.at = r.I64();
+    in.created = r.I64();
+    in.key = r.Str();
+    in.origin = r.Str();
+    in.step = r.Str();
+    in.action = r.Str();
+    in.channel = r.Str();
+    in.payload = r.Str();
+    in.acked = r.Bool();
+    unacked += !in.acked;
+  }
+  if (r.ok() && unacked != pending_) r.Fail("the outbox's pending count does not match its intents");
+}
+
+void Core::Save(snap::Writer& w) const {
+  w.Vec(oneids_);
+  w.Vec(heap);  // in heap order, so timers pop in the same order
+  outbox.Save(w);
+  for (const auto& h : history_) w.Vec(h);
+  w.U64(guard_errors);
+  w.U64(transitions);
+  w.U64(intents);
+  w.Vec(state_changed);
+  for (const auto& part : parts) {
+    w.Part(part->section());
+    part->Save(w);
+  }
+}
+
+absl::Status Core::Load(snap::Reader& r) {
+  r.Vec(oneids_);
+  if (r.ok() && (oneids_.empty() || oneids_[0] != 0)) r.Fail("person 0 is not the empty sentinel");
+  index_.clear();
+  index_.reserve(oneids_.size());
+  for (Ix p = 0; p < oneids_.size() && r.ok(); ++p)
+    if ((p == 0 || oneids_[p] != 0) && !index_.try_emplace(oneids_[p], p).second)
+      r.Fail(Cat("OneID ", oneids_[p], " is listed twice"));
+  const Ix n = persons();
+
+  r.Vec(heap);
+  for (const Timer& t : heap) {
+    if (!r.ok()) break;
+    if (t.part >= parts.size() || t.person >= n) r.Fail("a timer names a part or person that does not exist");
+  }
+  if (r.ok() && !std::is_heap(heap.begin(), heap.end(), std::greater<>())) r.Fail("the timers are not a heap");
+
+  outbox.Load(r);
+
+  history_.assign(n, {});
+  for (Ix p = 0; p < n && r.ok(); ++p) {
+    auto& h = history_[p];
+    r.Vec(h);
+    for (const Transition& t : h)
+      if (t.reason > static_cast<uint32_t>(Reason::kDefinition)) r.Fail("a transition has an unknown reason");
+    // A lower limit than the saver's keeps the most recent, as Record would.
+    if (h.size() > limits.max_history) h.erase(h.begin(), h.end() - limits.max_history);
+  }
+
+  guard_errors = r.U64();
+  transitions = r.U64();
+  intents = r.U64();
+  r.Vec(state_changed);
+  if (!r.ok()) return r.status();
+
+  for (auto& part : parts) {
+    if (!r.Part(part->section())) return r.status();
+    if (absl::Status st = part->Load(r); !st.ok()) return st;
+  }
+  return r.status();
+}
+
+}  // namespace life
+
+void Lifecycle::Save(snap::Writer& w) const {
+  w.Part("lifecycle");
+  w.U64(core_->definitions.size());
+  for (const Core::DefinitionOp& op : core_->definitions) {
+    w.I64(op.now);
+    w.Str(op.json);
+    w.Str(op.kind);
+    w.Str(op.name);
+  }
+  core_->Save(w);
+}
+
+absl::Status Lifecycle::Load(snap::Reader& r) {
+  if (core_->persons() != 1 || !core_->definitions.empty() || !core_->heap.empty())
+    return absl::FailedPreconditionError("Lifecycle::Load needs a freshly constructed lifecycle");
+  if (!r.Part("lifecycle")) return r.status();
+  // The definitions are installed again by the documents and drops that installed them,
+  // into a core with no persons yet: nothing enters, fires or is fed, and whatever an
+  // installer scheduled or noted is replaced by the saved timers and states below.
+  const uint64_t n = r.Count(8 + 3 * 8);
+  core_->loading = true;
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const int64_t now = r.I64();
+    const std::string_view json = r.Str(), kind = r.Str(), name = r.Str();
+    if (!r.ok()) break;
+    absl::Status st = json.empty() ? Drop(kind, name) : Define(json, now).status();
+    if (!st.ok()) r.Fail(Cat("definitions[", i, "] no longer install: ", st.message()));
+  }
+  core_->loading = false;
+  if (!r.ok()) return r.status();
+  return core_->Load(r);
 }
 
 }  // namespace cdp

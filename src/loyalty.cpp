@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "expr_internal.hpp"
 #include "life_internal.hpp"
+#include "snapshot.hpp"
 #include "tags_internal.hpp"
 #include "util.hpp"
 
@@ -295,6 +296,8 @@ class LoyaltyPart final : public Part {
     return names_[level_names_[s]];
   }
   uint64_t bytes() const override;
+  void Save(snap::Writer& w) const override;
+  absl::Status Load(snap::Reader& r) override;
 
  private:
   // Names of rules, reasons and levels: interned once, never freed, so their views (and
@@ -1415,6 +1418,195 @@ uint64_t LoyaltyPart::bytes() const {
       if (l.ref.capacity() > 15) b += l.ref.capacity();
   }
   return b;
+}
+
+// --- snapshots ----------------------------------------------------------------------------
+//
+// The part is written as its name pool, the program's identity (its definition is the
+// core's to re-install), its counters, then each member in Ix order: a fixed record, its
+// lots, growth references and caps, and one string holding the lots' and references'
+// order refs end to end. Lots and caps name rules and reasons by their ids in the pool,
+// which Load restores as it was.
+
+// A member's fixed fields. The record types below have no padding, so a snapshot's bytes
+// depend on the state alone.
+struct MemberRec {
+  int64_t growth, debt, enrolled, earned_since, tier_since, next_eval, dwell_at, unlock_at, wake_at, ov_until;
+  double metric;
+  Ix person;
+  uint32_t gen;
+  int16_t earned, tier, ov_level;
+  uint8_t ov_kind, redefined;
+};
+static_assert(sizeof(MemberRec) == 104);
+
+struct LotRec {
+  int64_t points, remaining, spent, earned_at, expires_at, locked_until;
+  uint64_t seq;
+  uint32_t rule;
+  uint32_t ref;  // the ref's length in the member's string of refs
+};
+static_assert(sizeof(LotRec) == 64);
+
+struct GrowthRec {
+  int64_t at, value;
+  uint64_t ref;  // the ref's length
+};
+static_assert(sizeof(GrowthRec) == 24);
+static_assert(sizeof(Cap) == 16 && std::is_trivially_copyable_v<Cap>);
+
+void LoyaltyPart::Save(snap::Writer& w) const {
+  w.Part("lifecycle.loyalty");
+  w.U64(names_.size());
+  for (const std::string& s : names_) w.Str(s);
+  w.Bool(def_ != nullptr);
+  w.Str(def_ ? std::string_view(def_->name) : std::string_view());
+  w.U32(named_machine_);
+  w.Vec(level_names_);
+  w.U64(lot_seq_);
+  w.U32(gen_);
+  w.U64(members_count_);
+  for (Ix p = 0; p < members_.size(); ++p) {
+    const Member* m = members_[p].get();
+    if (!m) continue;
+    w.Pod(MemberRec{m->growth, m->debt, m->enrolled, m->earned_since, m->tier_since, m->next_eval, m->dwell_at,
+                    m->unlock_at, m->wake_at, m->ov.until, m->metric, p, m->gen, m->earned, m->tier, m->ov.level,
+                    static_cast<uint8_t>(m->ov.kind), static_cast<uint8_t>(m->redefined)});
+    uint64_t refs = 0;
+    w.U64(m->lots.size());
+    for (const Lot& l : m->lots) {
+      w.Pod(LotRec{l.points, l.remaining, l.spent, l.earned_at, l.expires_at, l.locked_until, l.seq, l.rule,
+                   static_cast<uint32_t>(l.ref.size())});
+      refs += l.ref.size();
+    }
+    w.U64(m->growth_refs.size());
+    for (const GrowthRef& g : m->growth_refs) {
+      w.Pod(GrowthRec{g.at, g.value, g.ref.size()});
+      refs += g.ref.size();
+    }
+    w.Vec(m->caps);
+    w.U64(refs);
+    for (const Lot& l : m->lots) w.Raw(l.ref.data(), l.ref.size());
+    for (const GrowthRef& g : m->growth_refs) w.Raw(g.ref.data(), g.ref.size());
+  }
+}
+
+absl::Status LoyaltyPart::Load(snap::Reader& r) {
+  if (!r.Part("lifecycle.loyalty")) return r.status();
+  // The pool becomes the saved one, ids and all, so lots and caps keep theirs and a loaded
+  // part saves the bytes it was loaded from. The re-installed definition interned its names
+  // in a pool of its own making: its ids are rewritten to the saved pool's. That pool may
+  // go, although names are otherwise never freed: a part that only had its definitions
+  // installed has handed out no view of them.
+  std::deque<std::string> pool;
+  absl::flat_hash_map<std::string_view, uint32_t> ids;
+  for (uint64_t i = 0, n = r.Count(sizeof(uint64_t)); i < n && r.ok(); ++i) {
+    pool.emplace_back(r.Str());
+    if (!ids.emplace(pool.back(), static_cast<uint32_t>(i)).second) r.Fail(Cat("name ", i, " is listed twice"));
+  }
+  if (!r.ok()) return r.status();
+  std::vector<uint32_t> remap;  // the installed pool's ids to the saved pool's
+  for (const std::string& s : names_) {
+    auto it = ids.find(s);
+    if (it == ids.end()) {  // a name no lot or cap uses (the saved pool has all the definition's)
+      pool.push_back(s);
+      it = ids.emplace(pool.back(), static_cast<uint32_t>(pool.size() - 1)).first;
+    }
+    remap.push_back(it->second);
+  }
+  if (def_) {
+    auto g = std::make_shared<Program>(*def_);
+    for (std::vector<Rule>* rules : {&g->points, &g->growth})
+      for (Rule& x : *rules) x.name = remap[x.name];
+    for (Level& l : g->levels) l.name = remap[l.name];
+    def_ = std::move(g);
+  }
+  names_ = std::move(pool);
+  name_ids_ = std::move(ids);
+  auto name = [&](uint32_t id) -> uint32_t {
+    if (id >= names_.size()) r.Fail(Cat("name ", id, " of a pool of ", names_.size()));
+    return id;
+  };
+  const bool has_program = r.Bool();
+  const std::string_view program = r.Str();
+  if (r.ok() && (has_program != (def_ != nullptr) || (def_ && program != def_->name)))
+    r.Fail(Cat("the snapshot's loyalty program (\"", program, "\") is not the one installed (\"",
+               def_ ? std::string_view(def_->name) : std::string_view(), "\")"));
+  named_machine_ = r.U32();
+  r.Vec(level_names_);
+  for (uint32_t l : level_names_) name(l);
+  lot_seq_ = r.U64();
+  gen_ = r.U32();
+
+  members_.clear();
+  members_count_ = r.Count(sizeof(MemberRec));
+  if (members_count_ && !def_) r.Fail("members without a program");
+  if (r.ok() && members_count_) members_.resize(core_.persons());
+  const int levels = def_ ? static_cast<int>(def_->levels.size()) : 0;
+  auto level_ok = [&](int16_t t) { return t == kNoTier || (t >= 0 && t < levels); };
+  Ix last = 0;
+  std::vector<uint32_t> lens;  // a member's ref lengths, lots first
+  for (uint64_t i = 0; i < members_count_ && r.ok(); ++i) {
+    const auto x = r.Pod<MemberRec>();
+    if (!r.ok()) break;
+    // In Ix order, so each person once.
+    if (x.person >= members_.size() || (i > 0 && x.person <= last)) {
+      r.Fail(Cat("member ", i, " is person ", x.person, " (", core_.persons(), " persons, the last was ", last, ")"));
+      break;
+    }
+    if (!level_ok(x.earned) || !level_ok(x.tier) || x.ov_kind > static_cast<uint8_t>(OverrideKind::kPin) ||
+        (x.ov_kind != 0 && (x.ov_level == kNoTier || !level_ok(x.ov_level))) || x.redefined > 1) {
+      r.Fail(Cat("member ", i, ": a tier or override out of range"));
+      break;
+    }
+    last = x.person;
+    auto m = std::make_unique<Member>();
+    m->growth = x.growth;
+    m->debt = x.debt;
+    m->enrolled = x.enrolled;
+    m->earned_since = x.earned_since;
+    m->tier_since = x.tier_since;
+    m->next_eval = x.next_eval;
+    m->dwell_at = x.dwell_at;
+    m->unlock_at = x.unlock_at;
+    m->wake_at = x.wake_at;
+    m->metric = x.metric;
+    m->gen = x.gen;
+    m->earned = x.earned;
+    m->tier = x.tier;
+    m->redefined = x.redefined != 0;
+    m->ov = Override{static_cast<OverrideKind>(x.ov_kind), x.ov_level, x.ov_until};
+    lens.clear();
+    m->lots.resize(r.ArrayCount<LotRec>());
+    for (Lot& l : m->lots) {
+      const auto y = r.Pod<LotRec>();
+      l = Lot{y.points, y.remaining, y.spent, y.earned_at, y.expires_at, y.locked_until, y.seq, name(y.rule), {}};
+      lens.push_back(y.ref);
+    }
+    m->growth_refs.resize(r.ArrayCount<GrowthRec>());
+    for (GrowthRef& g : m->growth_refs) {
+      const auto y = r.Pod<GrowthRec>();
+      g.at = y.at;
+      g.value = y.value;
+      lens.push_back(y.ref > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(y.ref));
+    }
+    r.Vec(m->caps);
+    for (Cap& c : m->caps) c.rule = name(c.rule);
+    std::string_view refs = r.Str();
+    if (!r.ok()) break;
+    size_t k = 0;
+    auto take = [&](std::string& out) {
+      const uint32_t n = lens[k++];
+      if (n > refs.size()) return r.Fail(Cat("member ", i, ": its refs are ", refs.size(), " bytes short"));
+      out.assign(refs.substr(0, n));
+      refs.remove_prefix(n);
+    };
+    for (Lot& l : m->lots) take(l.ref);
+    for (GrowthRef& g : m->growth_refs) take(g.ref);
+    if (r.ok() && !refs.empty()) r.Fail(Cat("member ", i, ": ", refs.size(), " bytes of refs left over"));
+    members_[x.person] = std::move(m);
+  }
+  return r.status();
 }
 
 }  // namespace

@@ -94,6 +94,7 @@ struct Cell {
   int64_t period_due = kForever;   // the next period reset
   uint32_t gen = 0;
   uint16_t state = kNone;
+  uint16_t unused = 0;  // named, so no padding: snapshots copy cells byte for byte
 };
 
 struct Machine {
@@ -133,6 +134,8 @@ class Machines final : public Part {
     return true;
   }
   uint64_t bytes() const override;
+  void Save(snap::Writer& w) const override;
+  absl::Status Load(snap::Reader& r) override;
 
  private:
   absl::StatusOr<std::unique_ptr<Def>> Parse(dom::element el, const std::string& path);
@@ -424,6 +427,7 @@ absl::StatusOr<Part::Installer> Machines::Prepare(dom::element root, int64_t now
       Machine& m = machines_[mi];
       m.def = std::move(d);
       m.counts.assign(m.def->states.size(), 0);
+      if (core_.loading) continue;  // the snapshot holds everyone's cells
       // Persons already in the machine keep their state when it still exists (else they
       // go to the initial state); their timers are rescheduled under the new rules. A new
       // machine enters every person with a profile at now.
@@ -840,6 +844,57 @@ uint64_t Machines::bytes() const {
   uint64_t b = 0;
   for (const Machine& m : machines_) b += m.cells.capacity() * sizeof(Cell) + (m.def ? m.def->json.size() : 0);
   return b;
+}
+
+// --- snapshots --------------------------------------------------------------------------
+
+// Per slot (a dropped machine's slot stays empty, as the definitions replayed it): the
+// cells and in-bits by person, the persons per state, the refused moves.
+void Machines::Save(snap::Writer& w) const {
+  w.U64(machines_.size());
+  for (const Machine& m : machines_) {
+    w.Bool(m.def != nullptr);
+    if (!m.def) continue;
+    w.U32(m.def->id);
+    w.Vec(m.cells);
+    w.Vec(m.in);
+    w.Vec(m.counts);
+    w.U64(m.refused);
+  }
+}
+
+absl::Status Machines::Load(snap::Reader& r) {
+  const uint64_t n = r.U64();
+  if (r.ok() && n != machines_.size())
+    r.Fail(Cat(n, " machine slots saved, ", machines_.size(), " defined by the saved definitions"));
+  const Ix persons = core_.persons();
+  for (uint32_t mi = 0; mi < machines_.size() && r.ok(); ++mi) {
+    Machine& m = machines_[mi];
+    const bool live = r.Bool();
+    if (!r.ok()) break;
+    if (live != (m.def != nullptr)) {
+      r.Fail(Cat("machine slot ", mi, live ? " is saved in use but not defined" : " is defined but saved empty"));
+      break;
+    }
+    if (!live) continue;
+    const Def& d = *m.def;
+    if (r.U32() != d.id && r.ok()) r.Fail(Cat("machine slot ", mi, " was not ", d.name));
+    r.Vec(m.cells);
+    r.Vec(m.in);
+    r.Vec(m.counts);
+    m.refused = r.U64();
+    if (!r.ok()) break;
+    if (m.cells.size() > persons || m.in.size() > (persons + 63) / 64 || m.counts.size() != d.states.size()) {
+      r.Fail(Cat(d.name, ": its cells do not fit the persons or its states"));
+      break;
+    }
+    for (const Cell& c : m.cells)
+      if (c.state != kNone && c.state >= d.states.size()) {
+        r.Fail(Cat(d.name, ": a person is in state ", c.state, " of ", d.states.size()));
+        break;
+      }
+  }
+  return r.status();
 }
 
 }  // namespace

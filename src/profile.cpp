@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "record_parser.hpp"
+#include "snapshot.hpp"
 #include "util.hpp"
 
 namespace cdp {
@@ -66,7 +67,12 @@ Stored FromDouble(double d) {
 
 uint32_t StringPool::Intern(std::string_view s) {
   if (auto it = index_.find(s); it != index_.end()) return it->second;
-  if (chunk_used_ + s.size() > chunk_size_) {
+  Append(s);
+  return static_cast<uint32_t>(views_.size() - 1);
+}
+
+bool StringPool::Append(std::string_view s) {
+  if (chunks_.empty() || chunk_used_ + s.size() > chunk_size_) {
     chunk_size_ = std::max<size_t>(64 * 1024, s.size());
     chunks_.push_back(std::make_unique<char[]>(chunk_size_));
     chunk_used_ = 0;
@@ -76,9 +82,12 @@ uint32_t StringPool::Intern(std::string_view s) {
   chunk_used_ += s.size();
   std::string_view kept(dst, s.size());
   auto id = static_cast<uint32_t>(views_.size());
+  if (!index_.emplace(kept, id).second) {
+    chunk_used_ -= s.size();
+    return false;
+  }
   views_.push_back(kept);
-  index_.emplace(kept, id);
-  return id;
+  return true;
 }
 
 uint64_t StringPool::bytes() const {
@@ -125,6 +134,10 @@ struct ProfileStore::Impl {
   uint64_t events_dropped = 0;
 
   Impl(ProfileStore& store, const NameTable& src) : s(store), sources(src) {}
+
+  // Snapshots: why a loaded profile refers past its own arrays or the store's tables
+  // (nullptr when it does not).
+  const char* Invalid(const Profile& p) const;
 
   int32_t HorizonFrom() const {
     return newest_day == INT32_MIN ? INT32_MIN
@@ -460,9 +473,9 @@ struct ProfileStore::Impl {
     for (NodeId n : s.graph_.Members(anchor)) {
       uint32_t t = s.graph_.node(n).type;
       auto it = std::lower_bound(p.id_counts.begin(), p.id_counts.end(), t,
-                                 [](const auto& x, uint32_t y) { return x.first < y; });
-      if (it != p.id_counts.end() && it->first == t) it->second++;
-      else p.id_counts.insert(it, {t, 1});
+                                 [](const IdTypeCount& x, uint32_t y) { return x.type < y; });
+      if (it != p.id_counts.end() && it->type == t) it->count++;
+      else p.id_counts.insert(it, IdTypeCount{t, 1});
     }
   }
 
@@ -774,6 +787,7 @@ const std::string& ProfileStore::TagName(uint32_t t) const { return impl_->tags.
 const std::string& ProfileStore::MachineName(uint32_t m) const { return impl_->machines.Name(m); }
 int64_t ProfileStore::FindMachine(std::string_view name) const { return impl_->machines.Find(name); }
 const std::string& ProfileStore::SourceName(uint32_t s) const { return impl_->sources.Name(s); }
+const NameTable& ProfileStore::sources() const { return impl_->sources; }
 Survivorship ProfileStore::RuleOf(uint32_t attr) const { return impl_->Rule(attr); }
 
 std::vector<ProfileStore::TypeSummary> ProfileStore::Summarize(const Profile& p) const {
@@ -935,8 +949,8 @@ Value ProfileView::Attr(uint32_t attr) const {
 uint32_t ProfileView::IdCount(uint32_t type) const {
   if (!p_) return store_.CountIds(oneid_, type);
   auto it = std::lower_bound(p_->id_counts.begin(), p_->id_counts.end(), type,
-                             [](const auto& x, uint32_t y) { return x.first < y; });
-  return it != p_->id_counts.end() && it->first == type ? it->second : 0;
+                             [](const IdTypeCount& x, uint32_t y) { return x.type < y; });
+  return it != p_->id_counts.end() && it->type == type ? it->count : 0;
 }
 
 namespace {
@@ -1060,6 +1074,238 @@ Value ProfileView::Prop(const EventView& e, uint32_t key) const {
     if (pr.key == key) return store_.Load(pr.value);
   }
   return Value();
+}
+
+// --- snapshots --------------------------------------------------------------------------
+//
+// A profile's arrays are written byte for byte, so these layouts are part of the snapshot
+// format: changing one needs a new snap::kFormat. (Padding goes along unread: no struct
+// below is compared or hashed as bytes.)
+static_assert(sizeof(DayCell) == 12 && sizeof(AttrValue) == 32 && sizeof(IdTypeCount) == 8 &&
+              sizeof(EventRow) == 20 && sizeof(PropRow) == 24 && sizeof(IdSet) == 40 &&
+              sizeof(NodeId) == 4 && sizeof(AttrObs) == 32);
+
+void StringPool::Save(snap::Writer& w) const {
+  w.U64(views_.size());
+  for (std::string_view s : views_) w.Str(s);
+}
+
+// Appending in id order lays the strings out in the same chunks as the original pool.
+void StringPool::Load(snap::Reader& r) {
+  const uint64_t n = r.Count(8);
+  views_.reserve(n);
+  index_.reserve(n);
+  for (uint64_t i = 0; i < n && r.ok(); ++i)
+    if (!Append(r.Str())) r.Fail("a string appears twice in the string pool");
+}
+
+void ListPool::Save(snap::Writer& w) const {
+  w.U64(lists_.size());
+  for (const List& l : lists_) w.Vec(l.ids);
+}
+
+void ListPool::Load(snap::Reader& r, const StringPool& strings) {
+  std::vector<uint32_t> ids;
+  for (uint64_t i = 0, n = r.Count(8); i < n && r.ok(); ++i) {
+    if (!r.Vec(ids)) break;
+    if (std::any_of(ids.begin(), ids.end(), [&](uint32_t id) { return id >= strings.size(); })) {
+      r.Fail("a list names a string past the string pool");
+      return;
+    }
+    if (Intern(ids, strings) != i) r.Fail("a list appears twice in the list pool");
+  }
+}
+
+const char* ProfileStore::Impl::Invalid(const Profile& p) const {
+  auto bad = [&](const Stored& v) {
+    switch (v.kind) {
+      case ValueKind::kString: return static_cast<uint64_t>(v.bits) >= s.strings_.size();
+      case ValueKind::kList: return static_cast<uint64_t>(v.bits) >= lists.size();
+      default: return v.kind > ValueKind::kList;
+    }
+  };
+  if (p.idsets.empty()) return "a profile without records";
+  for (const IdSet& x : p.idsets)
+    if (x.source >= sources.size() || uint64_t{x.nodes_off} + x.nodes_len > p.idset_nodes.size())
+      return "an identifier set out of range";
+  for (NodeId n : p.idset_nodes)
+    if (n >= s.graph_.node_count()) return "an identifier past the graph's nodes";
+  for (const AttrObs& o : p.obs)
+    if (o.attr >= attr_names.size() || o.idset >= p.idsets.size() || bad(o.value)) return "an observation out of range";
+  for (const AttrValue& a : p.attrs)
+    if (a.attr >= attr_names.size() || a.source >= sources.size() || bad(a.value)) return "an attribute out of range";
+  for (const EventRow& e : p.events)
+    if (e.type() >= event_types.size() || e.idset_index() >= p.idsets.size() ||
+        (e.props >> 5) + (e.props & 31) > p.props.size())
+      return "an event out of range";
+  for (const PropRow& pr : p.props)
+    if ((pr.key != kAmountKey && pr.key >= prop_keys.size()) || bad(pr.value)) return "an event property out of range";
+  for (const DayCell& c : p.cells)
+    if (c.type >= event_types.size()) return "a day counter of an unknown event type";
+  for (const IdTypeCount& c : p.id_counts)
+    if (c.type >= s.cfg_.types.size()) return "an identifier count of an unknown type";
+  return nullptr;
+}
+
+void ProfileStore::Save(snap::Writer& w) const {
+  const Impl& m = *impl_;
+  w.Part("profiles");
+  strings_.Save(w);
+  m.lists.Save(w);
+  m.attr_names.Save(w);
+  m.event_types.Save(w);
+  m.prop_keys.Save(w);
+  m.tags.Save(w);
+  m.machines.Save(w);
+  w.I32(m.newest_day);
+  w.U64(m.events_dropped);
+  // Every slot, free ones as a zero OneID: slots are the person indexes of tags and
+  // audiences, so they must come back as they were.
+  w.U64(m.profiles.size());
+  const size_t slots = m.profiles.size();
+  for (size_t slot = 0; slot < slots; ++slot) {
+    // The profiles' arrays are scattered over the heap: touch them a few profiles ahead
+    // so the misses overlap the copying.
+    if (slot + 8 < slots) PrefetchHeader(&m.profiles[slot + 8]);
+    if (slot + 4 < slots) {
+      const Profile& q = m.profiles[slot + 4];
+      __builtin_prefetch(q.events.data());
+      __builtin_prefetch(q.props.data());
+      __builtin_prefetch(q.obs.data());
+      __builtin_prefetch(q.idsets.data());
+      Prefetch(&q);
+    }
+    const Profile& p = m.profiles[slot];
+    w.U64(p.oneid);
+    if (p.oneid == 0) continue;
+    w.I32(p.cells_from);
+    w.I64(p.first_seen);
+    w.I64(p.last_seen);
+    w.Vec(p.cells);
+    w.Vec(p.attrs);
+    w.Vec(p.id_counts);
+    w.Vec(p.events);
+    w.Vec(p.props);
+    w.Vec(p.idsets);
+    w.Vec(p.idset_nodes);
+    w.Vec(p.obs);
+  }
+  // In the order they will be reused.
+  w.Vec(m.free_slots);
+  // What Flush and TakeChanges have not yet taken. An engine saves between writes, when
+  // its last write has flushed the store and handed the changes to the tags, so these
+  // are empty then; a store used on its own may hold some.
+  std::vector<uint32_t> touched(m.touched.begin(), m.touched.end());
+  std::sort(touched.begin(), touched.end());
+  w.Vec(touched);
+  std::vector<const ProfileChange*> changes;
+  changes.reserve(m.changes.size());
+  for (const auto& [slot, c] : m.changes) changes.push_back(&c);
+  std::sort(changes.begin(), changes.end(), [](const ProfileChange* a, const ProfileChange* b) { return a->slot < b->slot; });
+  w.U64(changes.size());
+  for (const ProfileChange* c : changes) {
+    w.U32(c->slot);
+    w.Bool(c->all);
+    w.Vec(c->attrs);
+    w.Vec(c->events);
+  }
+  w.Vec(m.freed);
+}
+
+// Everything is replaced, whatever the store was given since it was made; a store whose
+// bytes were bad is left empty, not half made (a profile that failed its checks may
+// index past its arrays).
+absl::Status ProfileStore::Load(snap::Reader& r) {
+  auto reset = [&] {
+    impl_ = std::make_unique<Impl>(*this, impl_->sources);
+    strings_ = StringPool();
+  };
+  reset();
+  LoadParts(r);
+  if (!r.ok()) reset();
+  return r.status();
+}
+
+void ProfileStore::LoadParts(snap::Reader& r) {
+  Impl& m = *impl_;
+  if (!r.Part("profiles")) return;
+  strings_.Load(r);
+  m.lists.Load(r, strings_);
+  m.attr_names.Load(r);
+  m.event_types.Load(r);
+  m.prop_keys.Load(r);
+  m.tags.Load(r);
+  m.machines.Load(r);
+  if (r.ok() && m.event_types.size() > kMaxEventTypes) r.Fail("more event types than events can name");
+  if (!r.ok()) return;
+  // The policy pointers are into this store's config: found again by name, as AttrId does.
+  m.policy.resize(m.attr_names.size());
+  for (uint32_t a = 0; a < m.policy.size(); ++a) m.policy[a] = cfg_.FindAttr(m.attr_names.Name(a));
+  m.newest_day = r.I32();
+  m.events_dropped = r.U64();
+
+  const uint64_t slots = r.Count(8);
+  if (slots > UINT32_MAX) r.Fail("more profile slots than slot numbers");
+  if (!r.ok()) return;
+  m.profiles.resize(slots);
+  m.by_oneid.reserve(slots);
+  for (uint32_t slot = 0; slot < slots && r.ok(); ++slot) {
+    Profile& p = m.profiles[slot];
+    p.oneid = r.U64();
+    if (p.oneid == 0) continue;
+    p.cells_from = r.I32();
+    p.first_seen = r.I64();
+    p.last_seen = r.I64();
+    r.Vec(p.cells);
+    r.Vec(p.attrs);
+    r.Vec(p.id_counts);
+    r.Vec(p.events);
+    r.Vec(p.props);
+    r.Vec(p.idsets);
+    r.Vec(p.idset_nodes);
+    r.Vec(p.obs);
+    if (!r.ok()) break;
+    if (const char* why = m.Invalid(p)) r.Fail(Cat("the profile of OneID ", p.oneid, ": ", why));
+  }
+  // The OneID index, each slot's bucket fetched a few profiles ahead: a million random
+  // inserts would otherwise wait on memory one at a time.
+  for (uint32_t slot = 0; slot < slots && r.ok(); ++slot) {
+    if (slot + 16 < slots) m.by_oneid.prefetch(m.profiles[slot + 16].oneid);
+    const uint64_t id = m.profiles[slot].oneid;
+    if (id && !m.by_oneid.try_emplace(id, slot).second) r.Fail(Cat("OneID ", id, " has two profiles"));
+  }
+  if (!r.ok()) return;
+
+  // Each free slot listed once: GetOrCreate takes them from the back.
+  r.Vec(m.free_slots);
+  std::vector<uint8_t> listed(slots);
+  for (uint32_t slot : m.free_slots) {
+    if (slot >= slots || m.profiles[slot].oneid != 0 || listed[slot]) {
+      r.Fail(Cat("free slot ", slot, " is not free or listed twice"));
+      break;
+    }
+    listed[slot] = 1;
+  }
+  if (r.ok() && m.free_slots.size() + m.by_oneid.size() != slots) r.Fail("a free slot is missing from its list");
+  auto live = [&](uint32_t slot) { return slot < slots && m.profiles[slot].oneid != 0; };
+  std::vector<uint32_t> touched;
+  r.Vec(touched);
+  for (uint32_t slot : touched) {
+    if (!live(slot)) r.Fail(Cat("touched slot ", slot, " has no profile"));
+    m.touched.insert(slot);
+  }
+  for (uint64_t i = 0, n = r.Count(21); i < n && r.ok(); ++i) {
+    ProfileChange c;
+    c.slot = r.U32();
+    c.all = r.Bool();
+    r.Vec(c.attrs);
+    r.Vec(c.events);
+    if (r.ok() && !live(c.slot)) r.Fail(Cat("changed slot ", c.slot, " has no profile"));
+    m.changes.emplace(c.slot, std::move(c));
+  }
+  r.Vec(m.freed);
+  for (uint32_t slot : m.freed)
+    if (slot >= slots) r.Fail(Cat("freed slot ", slot, " is past the slots"));
 }
 
 }  // namespace cdp

@@ -7,6 +7,7 @@
 #include "util.hpp"
 #include "json_util.hpp"
 #include "simdjson.h"
+#include "snapshot.hpp"
 
 namespace cdp {
 
@@ -21,6 +22,18 @@ uint32_t NameTable::Intern(std::string_view name) {
 int NameTable::Find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? -1 : static_cast<int>(it->second);
+}
+
+void NameTable::Save(snap::Writer& w) const {
+  w.U64(names_.size());
+  for (const std::string& n : names_) w.Str(n);
+}
+
+void NameTable::Load(snap::Reader& r) {
+  names_.clear();
+  index_.clear();
+  for (uint64_t i = 0, n = r.Count(8); i < n && r.ok(); ++i)
+    if (Intern(r.Str()) != i) r.Fail("a name appears twice in a name table");
 }
 
 // --- money and time ---------------------------------------------------------------------
@@ -179,13 +192,8 @@ struct RecordParser::Impl {
   int TypeOf(std::string_view name, Batch& b) {
     if (auto it = type_index.find(name); it != type_index.end()) return static_cast<int>(it->second);
     if (!cfg.accept_unknown_types || read_only) return -1;
-    IdPolicy p = cfg.unknown_type_policy;
-    p.name = std::string(name);
-    p.configured = false;
     if (cfg.types.size() >= 65535) return -1;  // type ids are 16-bit in the graph
-    cfg.types.push_back(std::move(p));
-    cfg.RankTypes();
-    auto id = static_cast<uint32_t>(cfg.types.size() - 1);
+    uint32_t id = cfg.AddUnknownType(name);
     type_index.emplace(cfg.types.back().name, id);
     return static_cast<int>(id);
   }

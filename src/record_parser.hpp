@@ -11,6 +11,8 @@
 
 namespace cdp {
 
+namespace snap { class Writer; class Reader; }
+
 // Names interned to dense indexes (sources, identifier types).
 class NameTable {
  public:
@@ -18,6 +20,9 @@ class NameTable {
   int Find(std::string_view name) const;
   const std::string& Name(uint32_t i) const { return names_[i]; }
   size_t size() const { return names_.size(); }
+  // Snapshots (src/snapshot.hpp): Load into an empty table.
+  void Save(snap::Writer& w) const;
+  void Load(snap::Reader& r);
 
  private:
   std::vector<std::string> names_;

@@ -8,7 +8,10 @@
 #include <bit>
 #include <cstring>
 
+#include "bitmap_io.hpp"
+#include "snapshot.hpp"
 #include "tags_internal.hpp"
+#include "util.hpp"
 
 namespace cdp::tags {
 
@@ -243,4 +246,206 @@ uint64_t Column::bytes() const {
   return b;
 }
 
+// --- snapshots ---
+
+namespace {
+
+// Every slot of a column's bitmaps is below the length of its value vector (Set grows the
+// vector first), which readers rely on when they index the vector by a bitmap's members.
+bool Below(const Bitmap& b, size_t n) { return b.isEmpty() || b.maximum() < n; }
+
+}  // namespace
+
+void Column::Save(snap::Writer& w) const {
+  w.U8(static_cast<uint8_t>(shape));
+  w.U8(static_cast<uint8_t>(kind));
+  w.U64(strings.size());
+  for (size_t i = 0; i < strings.size(); ++i) {
+    w.U8(static_cast<uint8_t>(code_kind[i]));
+    w.Str(strings[i]);
+  }
+  for (size_t c = 1; c < by_code.size(); ++c) SaveBitmap(w, by_code[c]);
+  switch (shape) {
+    case Shape::kCategory:
+      w.Vec(code);
+      break;
+    case Shape::kNumber:
+      w.Vec(enc);
+      SaveBitmap(w, exists);
+      for (const Bitmap& b : slices) SaveBitmap(w, b);
+      break;
+    case Shape::kList:
+      w.Vec(list);
+      w.U64(lists.size());
+      for (const List& l : lists) w.Vec(l.codes);
+      break;
+  }
+}
+
+bool Column::Load(snap::Reader& r, uint32_t slots) {
+  auto fail = [&r](std::string why) {
+    r.Fail(std::move(why));
+    return false;
+  };
+  const auto saved_shape = static_cast<Shape>(r.U8());
+  const auto saved_kind = static_cast<ValueKind>(r.U8());
+  if (!r.ok()) return false;
+  if (saved_shape != shape || saved_kind != kind)
+    return fail(Cat("a column saved as ", ShapeName(saved_shape), " of ", ValueKindName(saved_kind),
+                    ", but its definition makes ", ShapeName(shape), " of ", ValueKindName(kind)));
+  const uint64_t n = r.Count(9);  // a kind and a string's length each
+  for (uint64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<ValueKind>(r.U8());
+    const std::string_view text = r.Str();
+    if (!r.ok()) return false;
+    if (k != ValueKind::kString && k != ValueKind::kBool)
+      return fail(Cat("value ", i + 1, " of a column has kind ", static_cast<int>(k)));
+    strings.emplace_back(text);
+    code_kind.push_back(k);
+    auto& index = k == ValueKind::kBool ? bool_codes : string_codes;
+    if (!index.emplace(std::string_view(strings.back()), static_cast<uint32_t>(i + 1)).second)
+      return fail(Cat("value \"", text, "\" appears twice in a column"));
+  }
+  by_code.resize(n ? n + 1 : 0);
+  for (uint64_t c = 1; c <= n; ++c)
+    if (!LoadBitmap(r, by_code[c])) return false;
+
+  // Codes and list ids index strings and lists: each is checked once here, so that no
+  // later read steps outside them.
+  auto check_ids = [&](const std::vector<uint32_t>& v, uint64_t limit, std::string_view what) {
+    if (v.size() > slots) return fail(Cat("a column of ", v.size(), " slots, but the store has ", slots));
+    uint32_t most = 0;
+    for (uint32_t x : v) {
+      most = std::max(most, x);
+      with_value += x != 0;
+    }
+    if (most > limit) return fail(Cat(what, " ", most, " in a column of ", limit));
+    for (const Bitmap& b : by_code)
+      if (!Below(b, v.size())) return fail("a value's bitmap holds a slot past the column's end");
+    return true;
+  };
+  switch (shape) {
+    case Shape::kCategory:
+      return r.Vec(code) && check_ids(code, n, "value code");
+    case Shape::kNumber:
+      if (!r.Vec(enc) || !LoadBitmap(r, exists)) return false;
+      for (Bitmap& b : slices)
+        if (!LoadBitmap(r, b)) return false;
+      if (enc.size() > slots) return fail(Cat("a column of ", enc.size(), " slots, but the store has ", slots));
+      if (!Below(exists, enc.size())) return fail("a number column's bitmap holds a slot past its end");
+      // (Counting the intersection: CRoaring 0.2's isSubset of a bitset in a run is slow.)
+      for (const Bitmap& b : slices)
+        if (b.and_cardinality(exists) != b.cardinality()) return fail("a bit slice holds a slot without a value");
+      with_value = exists.cardinality();
+      return true;
+    case Shape::kList: {
+      if (!r.Vec(list)) return false;
+      const uint64_t count = r.Count(8);  // a length each
+      for (uint64_t i = 0; i < count; ++i) {
+        List l;
+        if (!r.Vec(l.codes)) return false;
+        l.values = std::make_unique<Value[]>(l.codes.size());
+        for (size_t j = 0; j < l.codes.size(); ++j) {
+          if (l.codes[j] == 0 || l.codes[j] > n)
+            return fail(Cat("a list holds value code ", l.codes[j], " in a column of ", n));
+          l.values[j] = CodeValue(l.codes[j]);
+        }
+        std::string key(reinterpret_cast<const char*>(l.codes.data()), l.codes.size() * sizeof(uint32_t));
+        lists.push_back(std::move(l));
+        if (!list_index.try_emplace(std::move(key), static_cast<uint32_t>(lists.size())).second)
+          return fail("a list appears twice in a column");
+      }
+      return r.ok() && check_ids(list, lists.size(), "list id");
+    }
+  }
+  return fail("a column of an unknown shape");
+}
+
 }  // namespace cdp::tags
+
+namespace cdp {
+
+namespace {
+
+// Why a deserialized bitmap breaks the invariants CRoaring's operations rely on (for
+// memory safety as well as for correct answers), or nullptr. CRoaring 2.0 and later check
+// this themselves; the 0.2 series (Debian 12's) publishes its container layout instead,
+// so the same checks are made here. (0.3 to 1.x have neither: they do not build.)
+const char* Malformed(const Bitmap& b) {
+#if defined(ROARING_CONTAINER_T)
+  const char* why = nullptr;
+  return roaring_bitmap_internal_validate(&b.roaring, &why) ? nullptr : why ? why : "invalid containers";
+#else
+  const roaring_array_t& ra = b.roaring.high_low_container;
+  for (int32_t i = 0; i < ra.size; ++i) {
+    if (i > 0 && ra.keys[i] <= ra.keys[i - 1]) return "container keys out of order";
+    switch (ra.typecodes[i]) {
+      case BITSET_CONTAINER_TYPE_CODE: {
+        const auto* c = static_cast<const bitset_container_t*>(ra.containers[i]);
+        int32_t n = 0;
+        for (int w = 0; w < BITSET_CONTAINER_SIZE_IN_WORDS; ++w) n += std::popcount(c->array[w]);
+        if (n != c->cardinality || n <= DEFAULT_MAX_SIZE) return "a bitset container with a wrong cardinality";
+        break;
+      }
+      case ARRAY_CONTAINER_TYPE_CODE: {
+        const auto* c = static_cast<const array_container_t*>(ra.containers[i]);
+        if (c->cardinality < 1 || c->cardinality > DEFAULT_MAX_SIZE) return "an array container of a wrong size";
+        for (int32_t j = 1; j < c->cardinality; ++j)
+          if (c->array[j] <= c->array[j - 1]) return "an array container out of order";
+        break;
+      }
+      case RUN_CONTAINER_TYPE_CODE: {
+        const auto* c = static_cast<const run_container_t*>(ra.containers[i]);
+        if (c->n_runs < 1) return "an empty run container";
+        for (int32_t j = 0; j < c->n_runs; ++j) {
+          const rle16_t& x = c->runs[j];
+          if (uint32_t{x.value} + x.length > 0xFFFF) return "a run past the end of its container";
+          if (j > 0 && x.value <= uint32_t{c->runs[j - 1].value} + c->runs[j - 1].length)
+            return "runs out of order or overlapping";
+        }
+        break;
+      }
+      default:
+        return "an unknown container type";
+    }
+  }
+  return nullptr;
+#endif
+}
+
+}  // namespace
+
+void SaveBitmap(snap::Writer& w, const Bitmap& b) {
+  std::string buf(b.getSizeInBytes(/*portable=*/true), '\0');
+  buf.resize(b.write(buf.data(), /*portable=*/true));
+  w.Str(buf);
+}
+
+bool LoadBitmap(snap::Reader& r, Bitmap& b) {
+  b = Bitmap();
+  std::string_view s = r.Str();  // its length is checked against the bytes left
+  if (!r.ok()) return false;
+  // The size the header claims must be the whole string: the reader below would accept
+  // a prefix, and a bitmap that ends early means the bytes are not what was written.
+  // (Zero is no bitmap at all; checking first also keeps CRoaring 0.2's reader from
+  // printing its complaint to stderr.)
+  const size_t claimed = roaring_bitmap_portable_deserialize_size(s.data(), s.size());
+  if (claimed == 0 || claimed != s.size()) {
+    r.Fail(Cat("a bitmap of ", s.size(), " bytes that does not parse"));
+    return false;
+  }
+  roaring_bitmap_t* p = roaring_bitmap_portable_deserialize_safe(s.data(), s.size());
+  if (p == nullptr) {
+    r.Fail(Cat("a bitmap of ", s.size(), " bytes that does not parse"));
+    return false;
+  }
+  b = Bitmap(p);  // takes the C bitmap over
+  if (const char* why = Malformed(b)) {
+    b = Bitmap();
+    r.Fail(Cat("a malformed bitmap: ", why));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace cdp

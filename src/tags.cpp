@@ -6,9 +6,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "bitmap_io.hpp"
 #include "cdp/calendar.hpp"
 #include "json_util.hpp"
 #include "simdjson.h"
+#include "snapshot.hpp"
 #include "tags_internal.hpp"
 #include "util.hpp"
 
@@ -1217,5 +1219,140 @@ Out Evaluate(const Def& d, const TaggedView& s, int64_t now, TagEngine::Scratch&
 }
 
 }  // namespace
+
+// --- snapshots ---
+
+namespace {
+
+// A pending re-evaluation (an entry of heap_) as saved: std::pair is not trivially
+// copyable, and its padding would be uninitialised.
+struct SavedTimer {
+  int64_t due;
+  uint32_t slot;
+  uint32_t zero;
+};
+
+}  // namespace
+
+void TagEngine::Save(snap::Writer& w) const {
+  w.Part("tags");
+  w.U64(evaluations_);
+  // Definitions in dependency order, each as its JSON plus what defining it computed
+  // that the JSON does not say: time dependence inherited from the tags it read (sticky:
+  // Reorder only ever adds it) and rfm quantile cut points taken from the population then.
+  w.U64(order_.size());
+  for (uint32_t t : order_) {
+    const Def& d = *defs_[t];
+    w.U32(t);
+    w.Str(d.json);
+    w.Bool(d.time_dependent);
+    for (const std::vector<double>& c : d.rfm.cuts) w.Vec(c);
+    columns_[t]->Save(w);
+  }
+  SaveBitmap(w, universe_);
+  w.Vec(due_);
+  // The heap as it is, stale entries included (they surface and are dropped as in the
+  // original), so Load needs no re-heapify: a million timers cost a copy, not a sort.
+  std::vector<SavedTimer> timers(heap_.size());
+  for (size_t i = 0; i < heap_.size(); ++i) timers[i] = {heap_[i].first, heap_[i].second, 0};
+  w.Vec(timers);
+}
+
+absl::Status TagEngine::Load(snap::Reader& r) {
+  if (!defs_.empty() || !universe_.isEmpty() || !due_.empty())
+    return absl::FailedPreconditionError("TagEngine::Load needs a freshly constructed engine");
+  if (!r.Part("tags")) return r.status();
+  evaluations_ = r.U64();
+  const uint32_t slots = store_.slots();
+  // At least an id, the JSON's length, a flag and three cut lists' lengths each.
+  const uint64_t n = r.Count(4 + 8 + 1 + 3 * 8);
+  if (n > max_tags_) r.Fail(Cat(n, " tags, over limits.max_tags (", max_tags_, ")"));
+  std::vector<std::unique_ptr<Def>> incoming;
+  std::vector<std::unique_ptr<Column>> cols;
+  std::vector<uint8_t> time_dependent;
+  std::vector<uint32_t> saved_order;
+  dom::parser parser;
+  Parser ps{store_, lim_, {}};
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const uint32_t id = r.U32();
+    const std::string_view json = r.Str();
+    const bool td = r.Bool();
+    std::array<std::vector<double>, 3> cuts;
+    for (auto& c : cuts) r.Vec(c);
+    if (!r.ok()) break;
+    // The same parse Define does, without its checks against the installed tags (the
+    // set is checked whole below) and without evaluating anything.
+    dom::element root;
+    if (parser.parse(json).get(root) != simdjson::SUCCESS) {
+      r.Fail(Cat("tag ", id, ": its definition is not JSON"));
+      break;
+    }
+    ps.path = "tag";
+    auto d = ps.One(root);
+    if (!d.ok()) {
+      r.Fail(Cat("tag ", id, ": ", d.status().message()));
+      break;
+    }
+    if ((*d)->id != id) {
+      r.Fail(Cat("tag ", (*d)->name, " was saved as tag ", id, " but is tag ", (*d)->id, " now"));
+      break;
+    }
+    (*d)->rfm.cuts = std::move(cuts);
+    auto col = std::make_unique<Column>();
+    col->shape = (*d)->shape;
+    col->kind = (*d)->value_kind;
+    if (!col->Load(r, slots)) break;
+    incoming.push_back(std::move(*d));
+    cols.push_back(std::move(col));
+    time_dependent.push_back(td);
+    saved_order.push_back(id);
+  }
+  if (!r.ok()) return r.status();
+
+  // What Define refuses cannot be in a snapshot, and Reorder relies on it.
+  absl::flat_hash_set<uint32_t> ids;
+  for (const auto& d : incoming)
+    if (!ids.insert(d->id).second) r.Fail(Cat("tag ", d->name, " is saved twice"));
+  for (const auto& d : incoming)
+    for (uint32_t dep : d->reads.tags)
+      if (!ids.contains(dep)) r.Fail(Cat("tag ", d->name, " reads tags.", store_.TagName(dep), ", which is not saved"));
+  if (!r.ok()) return r.status();
+  if (auto st = CheckCycles(incoming); !st.ok()) r.Fail(std::string(st.message()));
+  if (!r.ok()) return r.status();
+  for (size_t i = 0; i < incoming.size(); ++i) {
+    const uint32_t id = incoming[i]->id;
+    if (id >= defs_.size()) {
+      defs_.resize(id + 1);
+      columns_.resize(id + 1);
+    }
+    defs_[id] = std::move(incoming[i]);
+    columns_[id] = std::move(cols[i]);
+  }
+  Reorder();
+  if (order_ != saved_order) {
+    r.Fail("the tags' dependency order differs from the saved one");
+    return r.status();
+  }
+  for (size_t i = 0; i < order_.size(); ++i) defs_[order_[i]]->time_dependent = time_dependent[i];
+
+  if (!LoadBitmap(r, universe_)) return r.status();
+  if (!universe_.isEmpty() && universe_.maximum() >= slots) r.Fail("the universe holds a slot past the store's");
+  r.Vec(due_);
+  if (due_.size() > slots) r.Fail(Cat("due times for ", due_.size(), " slots, but the store has ", slots));
+  std::vector<SavedTimer> timers;
+  r.Vec(timers);
+  if (!r.ok()) return r.status();
+  heap_.resize(timers.size());
+  for (size_t i = 0; i < timers.size(); ++i) {
+    // Schedule sizes due_ before it pushes, so every entry's slot has a due time.
+    if (timers[i].slot >= due_.size()) {
+      r.Fail(Cat("a re-evaluation of slot ", timers[i].slot, ", past the due times"));
+      return r.status();
+    }
+    heap_[i] = {timers[i].due, timers[i].slot};
+  }
+  if (!std::is_heap(heap_.begin(), heap_.end(), std::greater<>())) r.Fail("the re-evaluation queue is not a heap");
+  return r.status();
+}
 
 }  // namespace cdp

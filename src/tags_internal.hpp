@@ -69,6 +69,14 @@ struct Column {
   Bitmap Range(uint64_t lo, uint64_t hi) const;
   uint64_t bytes() const;
 
+  // Snapshots: everything but what Load rebuilds from it (the code and list indexes, the
+  // lists' values, with_value).
+  void Save(snap::Writer& w) const;
+  // Into a fresh column whose shape and kind its definition set (the saved ones must be
+  // the same); every slot must be below slots. False (and r failed) when the bytes do not
+  // make a consistent column.
+  bool Load(snap::Reader& r, uint32_t slots);
+
   static uint64_t Encode(const Value& v);
   Value Decode(uint64_t e) const;
 };

@@ -5,12 +5,17 @@
 // OneIDs by value); rendering to JSON happens on read. The host trims what it consumed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace cdp {
+
+namespace snap { class Writer; class Reader; }
 
 // Why a union was refused. Pinned order: names appear in the feed and in explanations.
 enum class Refusal : uint8_t { kNone, kUniqueType, kTypeLimit, kWeakBridge, kNeverLink, kPersonLimit };
@@ -93,6 +98,13 @@ class Feed {
   uint64_t first() const { return next_ - events_.size(); }
   uint64_t next() const { return next_; }
   uint64_t bytes() const { return events_.size() * sizeof(FeedEvent) + texts_.size() * 48; }
+
+  // Snapshots (src/snapshot.hpp, in src/feed.cpp): the retained events and texts and the
+  // next sequence number, so cursors held by hosts stay valid across a reopen.
+  void Save(snap::Writer& w) const;
+  // Into an empty feed. DataLoss when the bytes are bad. Node and link references in
+  // events are not checked here (the feed does not know the graph).
+  absl::Status Load(snap::Reader& r);
 
  private:
   static constexpr uint32_t kNoText = 0xFFFFFFFFu;

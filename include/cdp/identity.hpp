@@ -31,12 +31,15 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "cdp/chunked_vector.hpp"
 #include "cdp/feed.hpp"
 #include "cdp/policy.hpp"
 #include "cdp/record.hpp"
 
 namespace cdp {
+
+namespace snap { class Writer; class Reader; }
 
 using NodeId = uint32_t;
 inline constexpr NodeId kNoNode = 0xFFFFFFFFu;
@@ -186,6 +189,15 @@ class IdentityGraph {
   Counts counts() const;
   // Bytes held, by structure: {"nodes", n}, ...
   std::vector<std::pair<std::string, uint64_t>> Memory() const;
+
+  // Snapshots (src/snapshot.hpp): nodes, links and persons as flat arrays, the identifier
+  // values in node order, the OneID and redirect tables, refusals, quarantine and rules.
+  // The two hash indexes (identifiers, link dedupe) are rebuilt on load, not saved.
+  void Save(snap::Writer& w) const;
+  // Into a graph freshly constructed over the same config, whose identifier types (those
+  // records registered too) are already restored. Emits no feed events. DataLoss when
+  // the bytes are bad, including any index out of range.
+  absl::Status Load(snap::Reader& r);
 
  private:
   // The active never_link rule with one end in each of two components (by root), if any.

@@ -43,6 +43,7 @@
 namespace cdp {
 
 namespace life { class Core; }
+namespace snap { class Writer; class Reader; }
 
 // One event as the lifecycle sees it. batch and record, when set, give its properties.
 struct LifeEvent {
@@ -119,6 +120,15 @@ class Lifecycle : public StateReader {
   bool empty() const;  // nothing defined: events need not be fed
   std::string StatsJson() const;
   uint64_t bytes() const;
+
+  // Snapshots (src/snapshot.hpp): everything Load needs to rebuild this object's state.
+  // The definitions travel as the documents and drops that made them, so Load installs
+  // the same definitions at the same places, without their side effects.
+  void Save(snap::Writer& w) const;
+  // Into a Lifecycle freshly constructed with the same arguments, with no definitions
+  // installed, whose store and tags are already loaded. Emits no feed events. DataLoss
+  // when the bytes are bad (or a saved definition no longer installs).
+  absl::Status Load(snap::Reader& r);
 
  private:
   std::unique_ptr<life::Core> core_;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "cdp/chunked_vector.hpp"
 #include "cdp/identity.hpp"
 #include "cdp/policy.hpp"
@@ -42,15 +43,22 @@
 namespace cdp {
 
 class NameTable;
+namespace snap { class Writer; class Reader; }
 
 // Interned strings: an id per distinct string, and views that stay valid forever.
 class StringPool {
  public:
   uint32_t Intern(std::string_view s);
   std::string_view Get(uint32_t id) const { return views_[id]; }
+  uint32_t size() const { return static_cast<uint32_t>(views_.size()); }
   uint64_t bytes() const;
+  // Snapshots (src/snapshot.hpp): the strings in id order. Load into an empty pool.
+  void Save(snap::Writer& w) const;
+  void Load(snap::Reader& r);
 
  private:
+  // Copies s into the pool under the next id; false if it was there already.
+  bool Append(std::string_view s);
   std::vector<std::unique_ptr<char[]>> chunks_;
   size_t chunk_used_ = 0, chunk_size_ = 0;
   std::vector<std::string_view> views_;
@@ -69,11 +77,15 @@ class ListPool {
  public:
   uint32_t Intern(const std::vector<uint32_t>& string_ids, const StringPool& strings);
   const std::vector<uint32_t>& Ids(uint32_t id) const { return lists_[id].ids; }
+  uint32_t size() const { return static_cast<uint32_t>(lists_.size()); }
   Value Get(uint32_t id) const {
     const auto& l = lists_[id];
     return Value::List(l.values.get(), static_cast<uint32_t>(l.ids.size()));
   }
   uint64_t bytes() const;
+  // Snapshots: the lists in id order. Load into an empty pool, after its strings.
+  void Save(snap::Writer& w) const;
+  void Load(snap::Reader& r, const StringPool& strings);
 
  private:
   struct List {
@@ -146,6 +158,13 @@ struct AttrValue {
   Stored value;
 };
 
+// A person's live identifiers of one type. (Not a std::pair, which is not trivially
+// copyable: snapshots copy these arrays byte for byte.)
+struct IdTypeCount {
+  uint32_t type;
+  uint32_t count;
+};
+
 // The members an expression reads come first, in the first cache line, so a scan over
 // many persons can prefetch each profile's header and hot arrays ahead of evaluating it.
 struct alignas(64) Profile {
@@ -153,7 +172,7 @@ struct alignas(64) Profile {
   int32_t cells_from = 0;         // counters cover local days >= cells_from
   std::vector<DayCell> cells;     // sorted by (type, day)
   std::vector<AttrValue> attrs;   // sorted by attr
-  std::vector<std::pair<uint32_t, uint32_t>> id_counts;  // (identifier type, live count)
+  std::vector<IdTypeCount> id_counts;  // sorted by type
   int64_t first_seen = kNoTime, last_seen = kNoTime;
   std::vector<EventRow> events;   // sorted by key
   std::vector<PropRow> props;
@@ -176,6 +195,12 @@ class ProfileStore final : public Names {
   // cfg, graph and sources outlive the store.
   ProfileStore(const EngineConfig& cfg, const IdentityGraph& graph, const NameTable& sources);
   ~ProfileStore() override;
+
+  // Snapshots (src/snapshot.hpp): everything Load needs to rebuild the store. Load goes
+  // into a store freshly constructed over the same config, with the graph and the sources
+  // table already loaded; DataLoss when the bytes are bad (the store is then empty).
+  void Save(snap::Writer& w) const;
+  absl::Status Load(snap::Reader& r);
 
   // Files the facts of a linked record (its attributes, its event, its identifier set) on
   // the person its best live identifier belongs to. nodes: each identifier's node as
@@ -238,6 +263,8 @@ class ProfileStore final : public Names {
   // An interned machine name's id, or -1 (a read: interns nothing).
   int64_t FindMachine(std::string_view name) const;
   const std::string& SourceName(uint32_t source) const;
+  // The table source ids index (owned by the engine).
+  const NameTable& sources() const;
   Survivorship RuleOf(uint32_t attr) const;
 
   // Summary of one event type: count, amount, first and last time.
@@ -276,6 +303,7 @@ class ProfileStore final : public Names {
  private:
   friend class ProfileView;
   struct Impl;
+  void LoadParts(snap::Reader& r);
   std::unique_ptr<Impl> impl_;
   const EngineConfig& cfg_;
   const IdentityGraph& graph_;

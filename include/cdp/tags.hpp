@@ -40,6 +40,7 @@ namespace cdp {
 using Bitmap = ::Roaring;
 
 namespace tags { struct Def; struct Column; }
+namespace snap { class Writer; class Reader; }
 
 // The persons a tag engine indexes are the profile slots; a person with identifiers but no
 // record (a manual rule's) has no slot and no tags.
@@ -94,6 +95,15 @@ class TagEngine {
   // Re-evaluates, on these persons, the tags that read state.* (and the tags that read
   // those): the lifecycle moved them.
   void StatesChanged(const std::vector<uint64_t>& oneids, int64_t now);
+
+  // Snapshots (src/snapshot.hpp): the definitions (as their JSON, with what defining them
+  // computed), every column and bitmap, the universe and the pending re-evaluations.
+  void Save(snap::Writer& w) const;
+  // Into an engine freshly constructed with the same arguments, with no tags defined, over
+  // the profile store the snapshot was taken with (already loaded). Re-installs the
+  // definitions without evaluating them and without feed events. DataLoss when the bytes
+  // are bad; FailedPrecondition when this engine is not fresh.
+  absl::Status Load(snap::Reader& r);
 
   struct Scratch;  // per-engine evaluation scratch (src/tags.cpp)
 

@@ -3,7 +3,13 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -78,6 +84,111 @@ inline std::vector<std::string> FeedOf(cdp::Engine& e, std::string_view kind) {
     std::string_view k = ev["kind"].get_string().value();
     if (k == kind) out.push_back(std::string(simdjson::minify(ev)));
   }
+  return out;
+}
+
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cdp-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string operator/(std::string_view name) const { return path + "/" + std::string(name); }
+};
+
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void WriteAll(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+// A file of the bundled data (examples/data), which must exist.
+inline std::string DataFile(std::string_view name) {
+  const std::string path = std::string(CDP_SOURCE_DIR) + "/examples/data/" + std::string(name);
+  REQUIRE_MESSAGE(std::filesystem::exists(path), path);
+  return ReadAll(path);
+}
+
+// Every record of the bundled channels, one per line, in time order. A line's "ts" is
+// epoch milliseconds or ISO-8601 with an offset; the data has malformed lines on purpose,
+// so "ts" is read from the text, and a line without a readable one keeps the time of the
+// line before it. Ties keep file order.
+inline std::vector<std::string> BundledLines() {
+  std::vector<std::pair<int64_t, std::string>> lines;
+  for (const char* f : {"app", "crm", "events", "pos", "tmall", "wechat", "wecom"}) {
+    std::string text = DataFile(std::string(f) + ".ndjson");
+    int64_t last = 0;
+    for (size_t at = 0; at < text.size();) {
+      size_t nl = text.find('\n', at);
+      if (nl == std::string::npos) nl = text.size();
+      if (nl > at) {
+        std::string line = text.substr(at, nl - at);
+        size_t p = line.find("\"ts\":");
+        if (p != std::string::npos) {
+          p += 5;
+          if (line[p] == '"') {
+            auto parsed = cdp::ParseTimestamp(std::string_view(line).substr(p + 1, line.find('"', p + 1) - p - 1));
+            if (parsed.ok()) last = *parsed;
+          } else {
+            last = std::strtoll(line.c_str() + p, nullptr, 10);
+          }
+        }
+        lines.emplace_back(last, std::move(line));
+      }
+      at = nl + 1;
+    }
+  }
+  std::stable_sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (auto& [ts, line] : lines) out.push_back(std::move(line));
+  return out;
+}
+
+// Everything a host can read: every person (all pages, then each in full, with tags and
+// lifecycle), the feed, rules, tags, audiences, the lifecycle catalogue and outbox, and the
+// counts (not memory, not durability).
+inline std::string Fingerprint(const cdp::Engine& e) {
+  std::string out;
+  std::vector<uint64_t> oneids;
+  for (uint64_t cursor = 0;;) {
+    std::string page = e.PersonsPage(cursor, 50, false);
+    out += page;
+    Json j(page);
+    for (auto p : Arr(j["persons"])) oneids.push_back(p["oneid"].get_uint64().value());
+    cursor = U(j["next"]);
+    if (cursor == 0) break;
+  }
+  for (uint64_t id : oneids) {
+    out += *e.PersonJson(id, false);
+    out += *e.PersonTags(id);
+    out += *e.PersonLifecycle(id);
+  }
+  out += e.FeedJson(0, 1000000);
+  out += e.RulesJson();
+  out += e.TagsJson();
+  out += e.AudiencesJson();
+  out += e.LifecycleJson();
+  out += e.OutboxJson(0, 1000000);
+  out += std::to_string(e.Now());
+  Json stats(e.StatsJson());
+  for (const char* k : {"persons", "identifiers", "links", "conflicts", "quarantined", "redirects", "records",
+                        "sources", "rules", "profiles", "feed"})
+    out += simdjson::minify(stats[k]);
+  simdjson::dom::object life;
+  REQUIRE(!stats["lifecycle"].get_object().get(life));
+  for (auto [k, v] : life)
+    if (k != "bytes") out += std::string(k) + simdjson::minify(v);
   return out;
 }
 

@@ -23,33 +23,12 @@ using cdptest::Rec;
 
 namespace {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cdp-wal-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(std::string_view name) const { return path + "/" + std::string(name); }
-};
+using cdptest::TempDir;
+using cdptest::ReadAll;
+using cdptest::WriteAll;
+using cdptest::Fingerprint;
 
 std::string Segment0(const TempDir& d) { return d / "wal-0000000000000000.log"; }
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void WriteAll(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
 
 struct Seen {
   uint16_t kind;
@@ -337,29 +316,6 @@ std::unique_ptr<cdp::Engine> OpenAt(const std::string& dir, std::string_view con
   auto e = cdp::Engine::Open(config, dir);
   REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
   return std::move(*e);
-}
-
-// Everything a host can read: every person (all pages, then each in full), the feed, the
-// rules and the counts (not memory, not durability).
-std::string Fingerprint(const cdp::Engine& e) {
-  std::string out;
-  std::vector<uint64_t> oneids;
-  for (uint64_t cursor = 0;;) {
-    std::string page = e.PersonsPage(cursor, 3, false);
-    out += page;
-    Json j(page);
-    for (auto p : cdptest::Arr(j["persons"])) oneids.push_back(p["oneid"].get_uint64().value());
-    cursor = cdptest::U(j["next"]);
-    if (cursor == 0) break;
-  }
-  for (uint64_t id : oneids) out += *e.PersonJson(id, false);
-  out += e.FeedJson(0, 100000);
-  out += e.RulesJson();
-  Json stats(e.StatsJson());
-  for (const char* k : {"persons", "identifiers", "links", "conflicts", "quarantined", "redirects", "records",
-                        "sources", "rules", "profiles", "feed"})
-    out += simdjson::minify(stats[k]);
-  return out;
 }
 
 // Every kind of write, including two that change the state although they fail, and two
