@@ -40,23 +40,7 @@
 namespace {
 
 using namespace cdpbench;
-// Wall time, and the process's CPU time: the benchmark runs on one thread, so its CPU time
-// is one core's work whatever else the machine is doing. Rates and verdicts use it.
-struct Span {
-  double wall = 0, cpu = 0;
-};
-double CpuNow() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-}
-template <typename F>
-Span Measure(F&& f) {
-  const auto w0 = std::chrono::steady_clock::now();
-  const double c0 = CpuNow();
-  f();
-  return Span{std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count(), CpuNow() - c0};
-}
+// Rates and verdicts use CPU time (Measure, bench_util.hpp).
 // "1.23 s" or, when the process was off the CPU for a tenth of it, "1.23 s (wall 2.50 s)".
 std::string Time(const Span& s) {
   char b[64];

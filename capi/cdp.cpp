@@ -219,6 +219,10 @@ int32_t cdp_engine_stats(cdp_buf* out, cdp_engine* engine) {
   return With<Access::kRead>(engine, "cdp_engine_stats", [&](const cdp::Engine& e) { return Put(out, e.StatsJson()); });
 }
 
+int32_t cdp_snapshot(cdp_buf* out, cdp_engine* engine) {
+  return With<Access::kWrite>(engine, "cdp_snapshot", [&](cdp::Engine& e) { return Put(out, e.Snapshot()); });
+}
+
 int32_t cdp_ingest_ndjson(cdp_buf* out, cdp_engine* engine, const char* data, uint64_t len, uint32_t flags) {
   return With<Access::kWrite>(engine, "cdp_ingest_ndjson", [&](cdp::Engine& e) -> int32_t {
     if (data == nullptr && len != 0) return Fail(CDP_EMISUSE, "cdp_ingest_ndjson: data is NULL");

@@ -170,14 +170,34 @@ CDP_API int32_t cdp_engine_close(cdp_engine *engine);
  *  bytes by structure ("memory":{"total":N,...}), and "durability": null for an
  *  in-memory engine, else
  *  @code
- *  {"dir":"/var/lib/cdp","sync":"batch","log_bytes":N,"entries":N,"replayed":N,
- *   "torn_bytes":N,"torn":{"file":"wal-...","offset":N,"reason":"..."},"failed":null}
+ *  {"dir":"/var/lib/cdp","sync":"batch","log_bytes":N,"seq":N,"entries":N,"replayed":N,
+ *   "torn_bytes":N,"torn":{"file":"wal-...","offset":N,"reason":"..."},
+ *   "snapshots":{"loaded":"snap-...cdp","skipped":[{"file","reason"}],"taken":N,
+ *                "log_since":N,"last_error":null},"failed":null}
  *  @endcode
- *  entries: writes in the log; replayed: entries replayed when the engine was opened;
- *  torn_bytes: bytes of a torn tail cut at open ("torn" says where and why, only then);
+ *  seq: writes ever logged (the next entry's sequence number); entries: writes in the
+ *  log files still on disk; replayed: entries replayed when the engine was opened
+ *  (those after the snapshot it loaded); torn_bytes: bytes of a torn tail cut at open
+ *  ("torn" says where and why, only then); snapshots: the snapshot loaded at open (null:
+ *  none, the whole log was replayed), those skipped as unreadable, snapshots taken since
+ *  open, log bytes written since the last one, and why the last automatic one failed;
  *  failed: null, or why writes are refused (rule 10). Returns CDP_OK, CDP_EMISUSE or
  *  CDP_ENOMEM. */
 CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
+
+/** Writes a snapshot of a persistent engine's whole state into its directory, so that
+ *  opening it again loads the snapshot and replays only the log written after it (the
+ *  engine also does this by itself every durability.snapshot_log_bytes of log). The file
+ *  appears atomically; then snapshots but the newest two are removed, and log segments
+ *  older than the older of the two (an unreadable newest snapshot falls back to the one
+ *  before it). out (may be NULL) receives
+ *  @code
+ *  {"seq":N,"file":"snap-00000000000004d2.cdp","bytes":N,"removed":["wal-...log"]}
+ *  @endcode
+ *  seq: the snapshot holds the state after log entries [0, seq). A writer (rule 6).
+ *  Returns CDP_OK, CDP_EUNSUPPORTED for an in-memory engine, CDP_EIO for OS errors (the state
+ *  and the log are unaffected: nothing is lost), CDP_EMISUSE or CDP_ENOMEM. */
+CDP_API int32_t cdp_snapshot(cdp_buf *out, cdp_engine *engine);
 
 /* ---------------------------------------------------------------------------------- */
 /* Ingestion                                                                            */

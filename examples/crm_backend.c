@@ -4,6 +4,9 @@
  * the OneID its tables are keyed by, reads that person, and follows the change feed so
  * that rows keyed by an absorbed OneID move to the survivor.
  * Usage: crm_backend MOBILE FILE...
+ * With CRM_DATA_DIR set, the engine is persistent in that directory (every write is
+ * logged before it returns), and a snapshot is written at the end so that the next start
+ * loads the state instead of replaying the log.
  *
  * The result documents are JSON; a real service would read them with its JSON library.
  * To stay self-contained this example finds the few fields it needs by name.
@@ -72,7 +75,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   cdp_engine *engine = NULL;
-  int32_t rc = cdp_engine_open(&engine, NULL, 0, NULL); /* default config, in memory */
+  const char *dir = getenv("CRM_DATA_DIR"); /* NULL: in memory */
+  int32_t rc = cdp_engine_open(&engine, NULL, 0, dir); /* default config */
   if (rc != CDP_OK) die("open", rc);
 
   for (int i = 2; i < argc; ++i) ingest_file(engine, argv[i]);
@@ -110,6 +114,13 @@ int main(int argc, char **argv) {
   }
   printf("%" PRIu64 " merges migrated; the feed is read up to cursor %" PRIu64 "\n", merges, cursor);
   if ((rc = cdp_feed_trim(engine, cursor)) != CDP_OK) die("trim", rc); /* consumed: free it */
+
+  if (dir) {
+    cdp_buf snap = CDP_BUF_INIT;
+    if ((rc = cdp_snapshot(&snap, engine)) != CDP_OK) die("snapshot", rc);
+    printf("snapshot %s\n", snap.ptr);
+    cdp_buf_free(&snap);
+  }
 
   return cdp_engine_close(engine) == CDP_OK ? 0 : 1;
 }

@@ -11,6 +11,7 @@
 #include "record_parser.hpp"
 #include "simdjson.h"
 #include "util.hpp"
+#include "snapshot.hpp"
 #include "wal.hpp"
 
 namespace cdp {
@@ -70,6 +71,10 @@ uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json) {
+  return OpenMemory(config_json, /*definitions=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenMemory(std::string_view config_json, bool definitions) {
   auto cfg = ParseConfig(config_json);
   if (!cfg.ok()) return cfg.status();
   std::unique_ptr<Engine> e(new Engine());
@@ -82,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   const Limits& l = e->cfg_.limits;
   e->expr_limits_ = ExprLimits{l.max_expr_bytes, l.max_expr_nodes, l.max_expr_depth, l.max_expr_steps,
                                l.max_expr_list};
-  if (auto st = e->OpenLayers(); !st.ok()) return st;
+  if (auto st = e->OpenLayers(definitions); !st.ok()) return st;
   return e;
 }
 
@@ -90,30 +95,82 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   if (dir.empty()) return Open(config_json);
   auto data_dir = DataDir::Open(dir, config_json);
   if (!data_dir.ok()) return data_dir.status();
-  auto opened = Open((*data_dir)->config());
-  if (!opened.ok()) return opened.status();
-  Engine& e = **opened;
+  const std::string& path = (*data_dir)->path();
+  // The newest snapshot that reads back whole; an unreadable one is reported and the one
+  // before it, with a longer replay, takes its place (nothing acknowledged is lost while
+  // the log reaches back to it: Snapshot() keeps the log from the older of two snapshots).
+  std::unique_ptr<Engine> e;
+  uint64_t from_seq = 0;
+  std::vector<std::pair<std::string, std::string>> skipped;
+  auto snapshots = snap::List(path);
+  if (!snapshots.ok()) return snapshots.status();
+  for (const snap::SnapshotFile& f : *snapshots) {
+    auto loaded = snap::Read(path, f);
+    absl::Status st = loaded.status();
+    if (st.ok()) {
+      auto fresh = OpenMemory((*data_dir)->config(), /*definitions=*/false);
+      if (!fresh.ok()) return fresh.status();
+      snap::Reader r(loaded->body);
+      st = (*fresh)->LoadState(r);
+      if (st.ok()) {
+        e = std::move(*fresh);
+        from_seq = f.seq;
+        e->impl_->snapshot_loaded = f.name;
+        break;
+      }
+    }
+    if (absl::IsUnavailable(st)) return st;  // an OS error, not a bad file
+    skipped.emplace_back(f.name, std::string(st.message()));
+  }
+  if (!e) {
+    auto opened = Open((*data_dir)->config());
+    if (!opened.ok()) return opened.status();
+    e = std::move(*opened);
+  }
   // Replay runs before the log is attached, so the write methods it calls cannot log
-  // again. A snapshot will pass its log position instead of 0.
+  // again.
   WalRecovery recovery;
-  auto wal = Wal::Open((*data_dir)->path(), e.cfg_.sync, /*from_seq=*/0,
-                       [&](const WalEntry& x) { return e.Replay(x.kind, x.seq, x.payload); }, recovery);
-  if (!wal.ok()) return wal.status();
-  e.impl_->dir = std::move(*data_dir);
-  e.impl_->wal = std::move(*wal);
-  e.impl_->recovery = std::move(recovery);
-  return opened;
+  auto wal = Wal::Open(path, e->cfg_.sync, from_seq,
+                       [&](const WalEntry& x) { return e->Replay(x.kind, x.seq, x.payload); }, recovery);
+  if (!wal.ok()) {
+    if (skipped.empty()) return wal.status();
+    return absl::Status(wal.status().code(), Cat(wal.status().message(), " (after skipping snapshot ", skipped[0].first,
+                                                 ": ", skipped[0].second, ")"));
+  }
+  e->impl_->dir = std::move(*data_dir);
+  e->impl_->wal = std::move(*wal);
+  e->impl_->recovery = std::move(recovery);
+  e->impl_->snapshots_skipped = std::move(skipped);
+  e->impl_->log_at_snapshot = e->impl_->wal->bytes();
+  return e;
 }
 
 
 // --- durability -----------------------------------------------------------------------
 
-absl::Status Engine::Writable() const { return impl_->failed; }
+absl::Status Engine::Writable() {
+  if (!impl_->failed.ok()) return impl_->failed;
+  if (impl_->snapshot_due) {
+    // A failed snapshot loses nothing (the log still holds every write): it is reported
+    // in the stats and tried again after the next threshold's worth of log.
+    impl_->snapshot_due = false;
+    auto taken = Snapshot();
+    impl_->snapshot_failed = taken.status();
+    if (!taken.ok()) impl_->log_at_snapshot = impl_->wal->bytes();
+  }
+  return impl_->failed;
+}
 
 absl::Status Engine::Log(uint16_t kind, std::initializer_list<std::string_view> fields) {
   if (!impl_->wal) return absl::OkStatus();
   absl::Status st = impl_->wal->Append(kind, fields);
-  if (st.ok()) return st;
+  if (st.ok()) {
+    const uint64_t bytes = impl_->wal->bytes();
+    if (cfg_.snapshot_log_bytes && bytes > impl_->log_at_snapshot &&
+        bytes - impl_->log_at_snapshot >= cfg_.snapshot_log_bytes)
+      impl_->snapshot_due = true;
+    return st;
+  }
   // The write is applied in memory but not durable; like SQLite after an I/O error, the
   // engine stops writing rather than log later writes on top of a state the log lacks.
   impl_->failed = absl::UnavailableError(
@@ -1060,6 +1117,7 @@ std::string Engine::StatsJson() const {
     w.Key("dir").String(impl_->dir->path());
     w.Key("sync").String(wal->sync() == SyncPolicy::kBatch ? "batch" : "none");
     w.Key("log_bytes").Uint(wal->bytes());
+    w.Key("seq").Uint(wal->next_seq());
     w.Key("entries").Uint(wal->next_seq() - wal->first_seq());
     w.Key("replayed").Uint(r.replayed);
     w.Key("torn_bytes").Uint(r.torn_bytes);
@@ -1067,6 +1125,20 @@ std::string Engine::StatsJson() const {
       w.Key("torn").BeginObject().Key("file").String(r.torn_file).Key("offset").Uint(r.torn_offset);
       w.Key("reason").String(r.torn_reason).EndObject();
     }
+    w.Key("snapshots").BeginObject();
+    w.Key("loaded");
+    if (impl_->snapshot_loaded.empty()) w.Null();
+    else w.String(impl_->snapshot_loaded);
+    w.Key("skipped").BeginArray();
+    for (const auto& [file, why] : impl_->snapshots_skipped)
+      w.BeginObject().Key("file").String(file).Key("reason").String(why).EndObject();
+    w.EndArray();
+    w.Key("taken").Uint(impl_->snapshots_taken);
+    w.Key("log_since").Uint(wal->bytes() - std::min(wal->bytes(), impl_->log_at_snapshot));
+    w.Key("last_error");
+    if (impl_->snapshot_failed.ok()) w.Null();
+    else w.String(std::string(impl_->snapshot_failed.message()));
+    w.EndObject();
     w.Key("failed");
     if (impl_->failed.ok()) w.Null();
     else w.String(std::string(impl_->failed.message()));

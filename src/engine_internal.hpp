@@ -5,6 +5,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cdp/engine.hpp"
@@ -24,6 +26,15 @@ struct Engine::Impl {
   std::unique_ptr<DataDir> dir;
   std::unique_ptr<Wal> wal;
   WalRecovery recovery;
+  // Snapshots: the one loaded at open (empty: none), those skipped as unreadable, the
+  // log size when the last one was taken (or at open), and the automatic snapshot that
+  // the next write takes.
+  std::string snapshot_loaded;
+  std::vector<std::pair<std::string, std::string>> snapshots_skipped;  // file, why
+  uint64_t log_at_snapshot = 0;
+  uint64_t snapshots_taken = 0;
+  bool snapshot_due = false;
+  absl::Status snapshot_failed;  // the last automatic snapshot's failure (writes go on)
   absl::Status failed;  // why writes are refused (the in-memory state is ahead of the log)
 };
 

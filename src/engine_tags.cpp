@@ -43,7 +43,7 @@ struct Engine::Selection {
 
 Engine::~Engine() = default;
 
-absl::Status Engine::OpenLayers() {
+absl::Status Engine::OpenLayers(bool definitions) {
   tags_ = std::make_unique<TagEngine>(*profiles_, feed_, expr_limits_, cfg_.limits.max_tags);
   audiences_ = std::make_unique<SavedAudiences>();
   LifecycleLimits ll;
@@ -52,6 +52,7 @@ absl::Status Engine::OpenLayers() {
   ll.max_outbox = cfg_.limits.max_outbox;
   life_ = std::make_unique<Lifecycle>(*profiles_, *tags_, feed_, expr_limits_, ll);
   tags_->SetStates(life_.get());
+  if (!definitions) return absl::OkStatus();
   if (!cfg_.tags_json.empty()) {
     auto defined = tags_->Define(cfg_.tags_json, 0);
     if (!defined.ok()) return absl::InvalidArgumentError(Cat("config tags: ", defined.status().message()));

@@ -39,6 +39,15 @@ int EngineConfig::FindType(std::string_view name) const {
   return -1;
 }
 
+uint32_t EngineConfig::AddUnknownType(std::string_view name) {
+  IdPolicy p = unknown_type_policy;
+  p.name = std::string(name);
+  p.configured = false;
+  types.push_back(std::move(p));
+  RankTypes();
+  return static_cast<uint32_t>(types.size() - 1);
+}
+
 void EngineConfig::RankTypes() {
   std::vector<uint32_t> order(types.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -514,6 +523,12 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
       if (val.get(d) != simdjson::SUCCESS) return Bad(p, "expected an object");
       for (auto [k2, v2] : d) {
         std::string p2 = Cat(p, ".", k2);
+        if (k2 == "snapshot_log_bytes") {
+          int64_t n = 0;
+          if (v2.get(n) != simdjson::SUCCESS || n < 0) return Bad(p2, "expected a byte count (0: never automatically)");
+          cfg.snapshot_log_bytes = static_cast<uint64_t>(n);
+          continue;
+        }
         if (k2 != "sync") return Bad(p2, "unknown key");
         std::string s;
         if (st = GetString(v2, p2, s); !st.ok()) return st;

@@ -36,6 +36,7 @@
 namespace cdp {
 
 namespace json { class Writer; }
+namespace snap { class Writer; class Reader; }
 
 class Engine {
  public:
@@ -125,6 +126,14 @@ class Engine {
   TagEngine& tags() { return *tags_; }
   const TagEngine& tags() const { return *tags_; }
 
+  // Durability: writes the whole state to a snapshot in the engine's directory, so the
+  // next open loads it and replays only the log written after it; then removes what is no
+  // longer needed (snapshots but the newest two, log segments older than the older one).
+  // Returns {"seq","file","bytes","removed":[files]}. Unimplemented for in-memory
+  // engines. Engines also snapshot on their own when the log since the last snapshot
+  // passes durability.snapshot_log_bytes (at the start of the next write).
+  absl::StatusOr<std::string> Snapshot();
+
   std::string FeedJson(uint64_t cursor, uint32_t limit) const;
   // Drops feed events below cursor (logged only when it drops something).
   absl::Status TrimFeed(uint64_t cursor);
@@ -159,7 +168,9 @@ class Engine {
   // logged write at open, through the same methods, before the log is attached (so it
   // cannot log again).
   struct WriteScope;
-  absl::Status Writable() const;
+  // Every write method begins here: refuses writes after a failure, and takes the
+  // snapshot the previous write made due.
+  absl::Status Writable();
   absl::Status Log(uint16_t kind, std::initializer_list<std::string_view> fields);
   absl::Status Replay(uint16_t kind, uint64_t seq, std::string_view payload);
   absl::Status CheckBatchSize(std::string_view data) const;
@@ -173,8 +184,15 @@ class Engine {
   void WriteOneIdsPerLine(json::Writer& w, const Batch& b, uint32_t total_lines, const NodeId* nodes);
   struct Impl;
   struct SavedAudiences;
-  // Makes the layers above the profiles (tags, audiences) and installs the config's tags.
-  absl::Status OpenLayers();
+  // An in-memory engine; without definitions, the config's tags and lifecycle are not
+  // installed (a snapshot about to be loaded holds them).
+  static absl::StatusOr<std::unique_ptr<Engine>> OpenMemory(std::string_view config_json, bool definitions);
+  // Makes the layers above the profiles (tags, audiences, lifecycle) and, with
+  // definitions, installs the config's tags and lifecycle.
+  absl::Status OpenLayers(bool definitions);
+  // Snapshots (src/snapshot.hpp): every layer's Save/Load, in a fixed order.
+  void SaveState(snap::Writer& w) const;
+  absl::Status LoadState(snap::Reader& r);
   // Feeds one record, just filed on oneid, to the lifecycle.
   void FeedLifecycle(const Batch& b, const Record& r, uint64_t oneid);
   // Re-evaluates the tags that read state.* for the persons the lifecycle moved.

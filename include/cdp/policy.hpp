@@ -156,6 +156,9 @@ struct EngineConfig {
   Limits limits;
   ProfileConfig profile;
   SyncPolicy sync = SyncPolicy::kBatch;  // durability.sync; in-memory engines ignore it
+  // durability.snapshot_log_bytes: a persistent engine snapshots itself once this much log
+  // has been written since its last snapshot (0: only when asked).
+  uint64_t snapshot_log_bytes = uint64_t{256} << 20;
   TimeZone zone;                    // compiled from profile.timezone
 
   // Rank of each type by name: the order-independent tie-break between identifiers
@@ -165,6 +168,8 @@ struct EngineConfig {
   int FindType(std::string_view name) const;
   const AttrPolicy* FindAttr(std::string_view name) const;
   void RankTypes();
+  // Registers a type first seen in a record, under unknown_type_policy; returns its id.
+  uint32_t AddUnknownType(std::string_view name);
 };
 
 // Parses an engine config document. Missing keys take the defaults of the built-in

@@ -14,7 +14,9 @@
  * Delays are counted in acknowledgements and loop iterations, never in wall-clock time,
  * so a slow machine changes only where the kill lands. Every third run uses
  * "durability":{"sync":"none"}: a process crash loses nothing there either, since the
- * written bytes are already in the OS.
+ * written bytes are already in the OS. Runs also vary snapshots: none, cdp_snapshot after
+ * every third batch, or automatic ones every ~1.5 batches of log (snapshot_log_bytes), so
+ * kills land inside snapshot writes and reopening loads a snapshot and replays the rest.
  */
 #include "persist.h"
 
@@ -52,12 +54,18 @@ static size_t make_batch(char *buf, size_t cap, uint32_t k) {
 enum { kBatchCap = kRecords * 320 };
 
 static const char *config_of(int run) {
-  return run % 3 == 2 ? "{\"durability\":{\"sync\":\"none\"}}" : "{\"durability\":{\"sync\":\"batch\"}}";
+  static char buf[128];
+  snprintf(buf, sizeof buf, "{\"durability\":{\"sync\":\"%s\",\"snapshot_log_bytes\":%d}}",
+           run % 3 == 2 ? "none" : "batch", run % 4 == 2 ? 20000 : 0);
+  return buf;
 }
+
+/* Runs where the child calls cdp_snapshot itself. */
+static bool explicit_snapshots(int run) { return run % 4 == 1; }
 
 /* The child: ingest and acknowledge until killed. Exits without running atexit handlers
  * (nor sanitizer reports) if it is ever allowed to finish. */
-static void child(const char *dir, const char *config, int ack_fd) {
+static void child(const char *dir, const char *config, bool snapshots, int ack_fd) {
   cdp_engine *e = NULL;
   if (cdp_engine_open(&e, config, strlen(config), dir) != CDP_OK) {
     fprintf(stderr, "child: open: %s\n", cdp_error_last());
@@ -72,6 +80,10 @@ static void child(const char *dir, const char *config, int ack_fd) {
       _exit(5);
     }
     if (write(ack_fd, &k, sizeof k) != (ssize_t)sizeof k) _exit(6);
+    if (snapshots && k % 3 == 2 && cdp_snapshot(NULL, e) != CDP_OK) {
+      fprintf(stderr, "child: snapshot after %u: %s\n", k, cdp_error_last());
+      _exit(7);
+    }
   }
   _exit(0);
 }
@@ -96,7 +108,7 @@ static uint32_t next_random(void) { /* xorshift64* */
   return (uint32_t)((rng * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-static int torn_runs, in_flight_runs;
+static int torn_runs, in_flight_runs, snapshot_runs;
 
 static void one_run(const char *base, int run) {
   char dir[700];
@@ -113,7 +125,7 @@ static void one_run(const char *base, int run) {
   REQUIRE(pid >= 0);
   if (pid == 0) {
     close(fds[0]);
-    child(dir, config, fds[1]);
+    child(dir, config, explicit_snapshots(run), fds[1]);
   }
   close(fds[1]);
 
@@ -140,8 +152,10 @@ static void one_run(const char *base, int run) {
   REQUIRE_RC(CDP_OK, cdp_engine_open(&e, NULL, 0, dir));
   cdp_buf stats = CDP_BUF_INIT;
   CHECK_RC(CDP_OK, cdp_engine_stats(&stats, e));
-  const int64_t logged = json_int(stats.ptr, "\"replayed\":");
+  /* Every write is one batch, so the log's sequence number counts the batches logged. */
+  const int64_t logged = json_int(stats.ptr, "\"seq\":");
   if (json_int(stats.ptr, "\"torn_bytes\":") > 0) torn_runs++;
+  if (strstr(stats.ptr, "\"loaded\":\"snap-") != NULL) snapshot_runs++;
   cdp_buf_free(&stats);
   CHECK(logged == (int64_t)acked || logged == (int64_t)acked + 1);
   if (logged == (int64_t)acked + 1) in_flight_runs++;
@@ -169,8 +183,9 @@ static void one_run(const char *base, int run) {
   free(got);
   CHECK_RC(CDP_OK, cdp_engine_close(mem));
   CHECK_RC(CDP_OK, cdp_engine_close(e));
-  printf("run %2d: sync %-5s killed after %2u acks (spin %7u): %2u acknowledged, %2lld in the log\n", run,
-         run % 3 == 2 ? "none" : "batch", target, spin, acked, (long long)logged);
+  printf("run %2d: sync %-5s snapshots %-8s killed after %2u acks (spin %7u): %2u acknowledged, %2lld in the log\n",
+         run, run % 3 == 2 ? "none" : "batch", explicit_snapshots(run) ? "explicit" : run % 4 == 2 ? "auto" : "none",
+         target, spin, acked, (long long)logged);
   remove_tree(dir);
 }
 
@@ -178,7 +193,9 @@ int main(void) {
   char base[512];
   make_tmpdir(base, sizeof base);
   for (int run = 0; run < kRuns; run++) one_run(base, run);
-  printf("torn tails cut: %d runs; batch in flight found in the log: %d runs\n", torn_runs, in_flight_runs);
+  printf("torn tails cut: %d runs; batch in flight found in the log: %d runs; reopened from a snapshot: %d runs\n",
+         torn_runs, in_flight_runs, snapshot_runs);
+  CHECK(snapshot_runs > 0);
   remove_tree(base);
   return finish();
 }

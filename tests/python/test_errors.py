@@ -128,6 +128,28 @@ class EngineErrorsTest(unittest.TestCase):
             with self.assertRaises(cdpcore.CdpIOError):
                 cdpcore.Engine(path=os.path.join(d, "no", "parent"))
 
+    def test_snapshot_is_loaded_on_reopen(self):
+        records = [{"source": "pos", "ts": 1700000000000 + k, "ids": {"mobile": f"1395721{k:04d}"}}
+                   for k in range(20)]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "engine")
+            with self.assertRaises(cdpcore.UnsupportedError):
+                cdpcore.Engine().snapshot()
+            with cdpcore.Engine(path=path) as e:
+                e.ingest(records[:10])
+                snap = e.snapshot()
+                self.assertEqual(snap["seq"], 1)
+                self.assertRegex(snap["file"], r"^snap-[0-9a-f]{16}\.cdp$")
+                self.assertTrue(os.path.exists(os.path.join(path, snap["file"])))
+                e.ingest(records[10:])
+                oneid = e.resolve("mobile", "13957210019")
+            with cdpcore.Engine(path=path) as e:
+                d_stats = e.stats()["durability"]
+                self.assertEqual(d_stats["snapshots"]["loaded"], snap["file"])
+                self.assertEqual(d_stats["replayed"], 1)  # only the batch after the snapshot
+                self.assertEqual(e.resolve("mobile", "13957210019"), oneid)
+                self.assertEqual(e.stats()["persons"], 20)
+
     def test_closed_engine_is_misuse(self):
         e = cdpcore.Engine()
         e.close()

@@ -196,6 +196,8 @@ cdp_engine_close = _bind("cdp_engine_close", [cdp_engine_p], c_int32)
 
 # CDP_API int32_t cdp_engine_stats(cdp_buf *out, cdp_engine *engine);
 cdp_engine_stats = _bind("cdp_engine_stats", [cdp_buf_p, cdp_engine_p], c_int32)
+# CDP_API int32_t cdp_snapshot(cdp_buf *out, cdp_engine *engine);
+cdp_snapshot = _bind("cdp_snapshot", [cdp_buf_p, cdp_engine_p], c_int32)
 
 # --- ingestion ------------------------------------------------------------------------
 

@@ -373,6 +373,14 @@ class Engine:
         records, the feed's cursor range, and memory in bytes by structure."""
         return _json_call(_lib.cdp_engine_stats, self._h)
 
+    def snapshot(self) -> Dict[str, Any]:
+        """Writes the whole state of a persistent engine to a snapshot in its directory, so
+        the next open loads it and replays only the log after it; removes snapshots but
+        the newest two and the log segments older than those. Returns
+        {"seq", "file", "bytes", "removed"}. Raises UnsupportedError for an in-memory
+        engine and CdpIOError for OS failures (the state and the log are unaffected)."""
+        return _json_call(_lib.cdp_snapshot, self._h)
+
     # --- tags -----------------------------------------------------------------------
 
     def define_tags(self, defs: Union[List[Mapping[str, Any]], Mapping[str, Any], str, bytes]

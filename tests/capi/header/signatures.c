@@ -84,3 +84,4 @@ int32_t (*const pin_lifecycle_apply)(cdp_buf *, cdp_engine *, str, len) = cdp_li
 int32_t (*const pin_person_lifecycle)(cdp_buf *, cdp_engine *, uint64_t) = cdp_person_lifecycle;
 int32_t (*const pin_outbox_read)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) = cdp_outbox_read;
 int32_t (*const pin_outbox_ack)(cdp_buf *, cdp_engine *, str, len) = cdp_outbox_ack;
+int32_t (*const pin_snapshot)(cdp_buf *, cdp_engine *) = cdp_snapshot;
