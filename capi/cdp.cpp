@@ -304,6 +304,20 @@ int32_t cdp_person_split(cdp_buf* out, cdp_engine* engine, uint64_t oneid, const
   });
 }
 
+int32_t cdp_person_forget(cdp_buf* out, cdp_engine* engine, const char* request, uint64_t len) {
+  return With<Access::kWrite>(engine, "cdp_person_forget", [&](cdp::Engine& e) -> int32_t {
+    if (request == nullptr) return Fail(CDP_EMISUSE, "cdp_person_forget: request is NULL");
+    return Put(out, e.Forget(View(request, len)));
+  });
+}
+
+int32_t cdp_person_export(cdp_buf* out, cdp_engine* engine, uint64_t oneid) {
+  CDP_NEED(out, "cdp_person_export");
+  return With<Access::kRead>(engine, "cdp_person_export", [&](const cdp::Engine& e) {
+    return Put(out, e.ExportPerson(oneid));
+  });
+}
+
 int32_t cdp_rule_add(uint64_t* out_rule, cdp_engine* engine, const char* kind, uint64_t kind_len,
                      const char* type_a, uint64_t type_a_len, const char* value_a, uint64_t value_a_len,
                      const char* type_b, uint64_t type_b_len, const char* value_b, uint64_t value_b_len,

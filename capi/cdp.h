@@ -356,7 +356,7 @@ CDP_API int32_t cdp_person_split(cdp_buf *out, cdp_engine *engine, uint64_t onei
  *  *out_rule receives the rule's id. Both kinds are logged in the change feed and
  *  reversible with cdp_rule_remove(). Returns CDP_OK, CDP_EINVALID (unknown kind, values
  *  that do not normalise), CDP_ECONFLICT (force_link across a never_link rule, or the
- *  reverse), CDP_EMISUSE (out_rule or engine NULL), CDP_ENOMEM. */
+ *  reverse; an identifier of a person forgotten by cdp_person_forget), CDP_EMISUSE (out_rule or engine NULL), CDP_ENOMEM. */
 CDP_API int32_t cdp_rule_add(uint64_t *out_rule, cdp_engine *engine, const char *kind,
                              uint64_t kind_len, const char *type_a, uint64_t type_a_len,
                              const char *value_a, uint64_t value_a_len,
@@ -371,6 +371,55 @@ CDP_API int32_t cdp_rule_remove(cdp_buf *out, cdp_engine *engine, uint64_t rule)
 /** Lists manual rules: {"rules":[{"id":N,"kind":"never_link","a":"type:value",
  *  "b":"type:value","note":"..."}]}. Returns CDP_OK, CDP_EMISUSE, CDP_ENOMEM. */
 CDP_API int32_t cdp_rules_list(cdp_buf *out, cdp_engine *engine);
+/** @} */
+
+/* ---------------------------------------------------------------------------------- */
+/** @name Erasure and access requests (PIPL)
+ *  See docs/guarantees.md, "Erasure".
+ *  @{ */
+
+/** Forgets persons completely: their identifiers, evidence, rules, profile, tags, saved
+ *  audience memberships, lifecycle states and history, points, journeys and outbox
+ *  intents, and every earlier change-feed event about them (erased in place: the
+ *  sequence numbers stay). Each identifier leaves only a keyed hash (a tombstone): a
+ *  later record carrying one is refused whole (line error, field "ids"; identifiers
+ *  counted under "forgotten"), as is a manual rule naming one; under config
+ *  privacy.tombstones "consent", a record with the privacy.consent_event event lifts the
+ *  tombstones of the identifiers it carries. A change-feed event "person_forgotten"
+ *  tells mirrors to delete the person. The request is a JSON object:
+ *  @code
+ *  {"oneids":[N,...], "identifiers":[{"type":"mobile","value":"13800138000"}], "compact":true}
+ *  @endcode
+ *  naming the persons by OneID (absorbed OneIDs are followed) or by any identifier.
+ *  On a persistent engine the forget is logged by OneID only, and then, with "compact"
+ *  (the default), a snapshot is written without the persons and every older snapshot and
+ *  log segment is removed, so the directory holds none of their values; with "compact":
+ *  false that happens at the next snapshot (cdp_snapshot or automatic), which batches many
+ *  forgets into one rewrite. An erasure a crash interrupts is finished when the directory
+ *  is next opened. out (may be NULL) receives
+ *  @code
+ *  {"forgotten":[{"oneid":N,"identifiers":3,"absorbed":[N]}],"not_found":[N,"mobile:138****0000"],
+ *   "feed":{"from":C,"to":C},"snapshot":{...cdp_snapshot's report...}|{"error":"..."}|null,
+ *   "erasure_pending":false}
+ *  @endcode
+ *  erasure_pending: files written before the forget still exist (the compaction failed or
+ *  was deferred); a later snapshot removes them. Returns CDP_OK, CDP_ENOTFOUND (the request
+ *  names no live person), CDP_EINVALID (bad request), CDP_EIO, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_forget(cdp_buf *out, cdp_engine *engine, const char *request,
+                                  uint64_t request_len);
+
+/** Exports everything held about a person (an access request), unmasked, as one JSON
+ *  document:
+ *  @code
+ *  {"format":"cdpcore.person_export","version":1,"oneid":N,"now":ms|null,
+ *   "person":{...cdp_person_get's document...},
+ *   "evidence":[{"link":{"from","to","rule","source","record","ts","count"},"state":"active"}],
+ *   "rules":[{"id","kind","a","b","note"}],
+ *   "observations":[{"attribute","value","source","ts"}],
+ *   "events":[{"type","ts","amount","source","properties":{...}}]}
+ *  @endcode
+ *  A reader (rule 6). Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE, CDP_ENOMEM. */
+CDP_API int32_t cdp_person_export(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
 /** @} */
 
 /* ---------------------------------------------------------------------------------- */

@@ -18,30 +18,6 @@ namespace cdp {
 
 namespace {
 
-// The kinds of write-ahead log entries: one per write method whose effect is state.
-// Pinned: a kind is never renumbered, since logs outlive library versions. Compiling an
-// expression is not logged: the names it registers change no query result.
-enum class LogKind : uint16_t {
-  kIngest = 1,            // the NDJSON batch, exactly as given (the assign flag changes only the report)
-  kRecord = 2,            // IngestRecord's text
-  kRemoveIdentifier = 3,  // type, value
-  kRemoveSource = 4,      // source
-  kSplit = 5,             // OneID, identifiers JSON
-  kAddRule = 6,           // kind, type a, value a, type b, value b, note
-  kRemoveRule = 7,        // rule id
-  kTrimFeed = 8,          // cursor
-  kDefineTags = 9,        // definitions JSON
-  kDropTag = 10,          // name
-  kAdvance = 11,          // now (ms, as u64 bits)
-  kSaveAudience = 12,     // name, request JSON
-  kDropAudience = 13,     // name
-  kRecountAudience = 14,  // name
-  kDefineLifecycle = 15,  // definitions JSON
-  kDropLifecycle = 16,    // kind, name
-  kLifecycleApply = 17,   // operation JSON, the clock when applied (ms, as u64 bits)
-  kAckIntents = 18,       // acknowledgement JSON
-};
-
 const char* LogKindName(uint16_t k) {
   switch (static_cast<LogKind>(k)) {
     case LogKind::kIngest: return "ingest";
@@ -62,11 +38,10 @@ const char* LogKindName(uint16_t k) {
     case LogKind::kDropLifecycle: return "lifecycle drop";
     case LogKind::kLifecycleApply: return "lifecycle apply";
     case LogKind::kAckIntents: return "intents ack";
+    case LogKind::kForget: return "forget";
   }
   return "unknown";
 }
-
-uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
 
 }  // namespace
 
@@ -142,6 +117,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   e->impl_->recovery = std::move(recovery);
   e->impl_->snapshots_skipped = std::move(skipped);
   e->impl_->log_at_snapshot = e->impl_->wal->bytes();
+  // An erasure a crash interrupted is finished now, before anything else can read the
+  // directory: the files older than an erasure's snapshot are removed, and an erasure
+  // the log holds after the last snapshot gets its snapshot. Failing to is reported in
+  // the stats and retried by the next snapshot; the state itself is whole either way.
+  std::vector<std::string> removed;
+  if (e->impl_->snapshot_erasure)
+    if (auto st = e->RemoveOlder(from_seq, removed); !st.ok()) e->impl_->snapshot_failed = st;
+  if (e->impl_->erasure_pending) e->impl_->snapshot_failed = e->Snapshot().status();
   return e;
 }
 
@@ -186,7 +169,7 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
       case LogKind::kIngest: case LogKind::kRecord: case LogKind::kRemoveSource: case LogKind::kRemoveRule:
       case LogKind::kTrimFeed: case LogKind::kDefineTags: case LogKind::kDropTag: case LogKind::kAdvance:
       case LogKind::kDropAudience: case LogKind::kRecountAudience: case LogKind::kDefineLifecycle:
-      case LogKind::kAckIntents: return 1;
+      case LogKind::kAckIntents: case LogKind::kForget: return 1;
       case LogKind::kRemoveIdentifier: case LogKind::kSplit: case LogKind::kSaveAudience:
       case LogKind::kDropLifecycle: case LogKind::kLifecycleApply: return 2;
       case LogKind::kAddRule: return 6;
@@ -228,6 +211,7 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     case LogKind::kDropLifecycle: st = DropLifecycle(f[0], f[1]); break;
     case LogKind::kLifecycleApply: st = LifecycleApply(f[0], static_cast<int64_t>(n)).status(); break;
     case LogKind::kAckIntents: st = AckIntents(f[0]).status(); break;
+    case LogKind::kForget: st = Forget(f[0]).status(); break;
   }
   if (st.ok() || (may_fail && (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st))))
     return absl::OkStatus();
@@ -274,8 +258,6 @@ std::string Engine::Display(NodeId n, bool mask) const {
   return Cat(p.name, ":", mask ? MaskValue(p.normalizer, v) : std::string(v));
 }
 
-namespace {
-
 void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources) {
   w.BeginObject();
   w.Key("from").String(e.Display(l.a, false));
@@ -287,8 +269,6 @@ void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable&
   w.Key("count").Uint(l.count);
   w.EndObject();
 }
-
-}  // namespace
 
 // --- ingestion ------------------------------------------------------------------------
 
@@ -313,6 +293,7 @@ absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
   Ingested in;
   Batch& b = in.batch;
   impl_->parser->ParseNdjson(data, b);
+  DropForgotten(b);
   in.total_lines = CountLines(data);
   const uint64_t base = in.base = impl_->records;
   impl_->records += in.total_lines;
@@ -927,6 +908,8 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
   for (int k = 0; k < 2; ++k) {
     parsed[k] = Normalized(cfg_, types[k], values[k]);
     if (!parsed[k].ok()) return absl::InvalidArgumentError(parsed[k].status().message());
+    if (impl_->tombstones.Contains(cfg_.types[parsed[k]->type].name, parsed[k]->value))
+      return absl::FailedPreconditionError(Cat(types[k], ": the identifier belongs to a person forgotten on request"));
   }
   // From here on the call changes the state even when it is refused (the identifiers
   // are interned), so it is logged whatever its outcome; replay refuses it the same way.
@@ -1067,6 +1050,11 @@ std::string Engine::FeedJson(uint64_t cursor, uint32_t limit) const {
         if (t.size() > 2) w.Raw(std::string_view(t).substr(1, t.size() - 2));
         break;
       }
+      case K::kPersonForgotten:
+        w.Key("oneid").Uint(e.a).Key("identifiers").Uint(e.count);
+        break;
+      case K::kErased:
+        break;  // an event about a forgotten person: only its place in the feed remains
     }
     if (e.record) w.Key("record").Uint(e.record);
     if (e.ts) w.Key("ts").Int(e.ts);
@@ -1146,6 +1134,11 @@ std::string Engine::StatsJson() const {
   } else {
     w.Null();
   }
+  w.Key("privacy").BeginObject();
+  w.Key("forgotten").Uint(impl_->forgotten);
+  w.Key("tombstones").Uint(impl_->tombstones.size());
+  w.Key("erasure_pending").Bool(impl_->wal && impl_->erasure_pending);
+  w.EndObject();
   w.EndObject();
   return out;
 }

@@ -8,12 +8,65 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "cdp/engine.hpp"
 #include "record_parser.hpp"
 #include "wal.hpp"
 
 namespace cdp {
+
+// The kinds of write-ahead log entries: one per write method whose effect is state.
+// Pinned: a kind is never renumbered, since logs outlive library versions. Compiling an
+// expression is not logged: the names it registers change no query result.
+enum class LogKind : uint16_t {
+  kIngest = 1,            // the NDJSON batch, exactly as given (the assign flag changes only the report)
+  kRecord = 2,            // IngestRecord's text
+  kRemoveIdentifier = 3,  // type, value
+  kRemoveSource = 4,      // source
+  kSplit = 5,             // OneID, identifiers JSON
+  kAddRule = 6,           // kind, type a, value a, type b, value b, note
+  kRemoveRule = 7,        // rule id
+  kTrimFeed = 8,          // cursor
+  kDefineTags = 9,        // definitions JSON
+  kDropTag = 10,          // name
+  kAdvance = 11,          // now (ms, as u64 bits)
+  kSaveAudience = 12,     // name, request JSON
+  kDropAudience = 13,     // name
+  kRecountAudience = 14,  // name
+  kDefineLifecycle = 15,  // definitions JSON
+  kDropLifecycle = 16,    // kind, name
+  kLifecycleApply = 17,   // operation JSON, the clock when applied (ms, as u64 bits)
+  kAckIntents = 18,       // acknowledgement JSON
+  kForget = 19,           // {"oneids":[...]}: the persons, by OneID only
+};
+inline uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
+
+// Keyed hashes (HMAC-SHA-256, first 16 bytes) of forgotten identifiers, so a late record
+// carrying one is recognised without the value being kept. The key is random per engine
+// (made when the state begins, carried in snapshots): a dictionary of hashes computed
+// elsewhere matches nothing here. A 65536-bit prefilter of a plain hash makes records with
+// no forgotten identifier (nearly all) cost a bit test per identifier, not an HMAC; 16
+// bits per value are too few to recover a value from.
+class Tombstones {
+ public:
+  Tombstones();  // with a fresh random key
+  bool empty() const { return set_.empty(); }
+  size_t size() const { return set_.size(); }
+  void Add(std::string_view type, std::string_view value);
+  bool Erase(std::string_view type, std::string_view value);
+  bool Contains(std::string_view type, std::string_view value) const;
+  void Save(snap::Writer& w) const;
+  void Load(snap::Reader& r);
+
+ private:
+  using Key = std::pair<uint64_t, uint64_t>;
+  Key KeyOf(std::string_view type, std::string_view value) const;
+  static uint32_t Bit(std::string_view type, std::string_view value);
+  std::string key_;
+  absl::flat_hash_set<Key> set_;
+  std::vector<uint64_t> filter_ = std::vector<uint64_t>(1024);  // 65536 bits; may hold stale bits
+};
 
 struct Engine::Impl {
   NameTable sources;
@@ -36,7 +89,18 @@ struct Engine::Impl {
   bool snapshot_due = false;
   absl::Status snapshot_failed;  // the last automatic snapshot's failure (writes go on)
   absl::Status failed;  // why writes are refused (the in-memory state is ahead of the log)
+  // Erasure (src/engine_privacy.cpp): persons forgotten, and whether a forget has happened
+  // since the last snapshot, so raw values of the person may still be on disk: the next
+  // snapshot (taken at once by a compacting forget, or at open) then removes every older
+  // snapshot and log segment.
+  Tombstones tombstones;
+  uint64_t forgotten = 0;
+  bool erasure_pending = false;
+  bool snapshot_erasure = false;  // the snapshot loaded at open completed an erasure
 };
+
+// One piece of evidence as JSON: {"from","to","rule","source","record","ts","count"}.
+void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources);
 
 // Marks a persistent engine failed when an exception (out of memory) leaves a write
 // half-applied: the in-memory state may then differ from any fold of the log, so nothing

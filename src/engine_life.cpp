@@ -9,7 +9,6 @@ namespace cdp {
 
 namespace {
 // The log kinds this file writes (engine.cpp's LogKind, pinned there).
-constexpr uint16_t kLogDefineLifecycle = 15, kLogDropLifecycle = 16, kLogLifecycleApply = 17, kLogAckIntents = 18;
 }  // namespace
 
 void Engine::FeedLifecycle(const Batch& b, const Record& r, uint64_t oneid) {
@@ -39,7 +38,7 @@ absl::StatusOr<std::string> Engine::DefineLifecycle(std::string_view json) {
   auto r = life_->Define(json, Now());
   if (!r.ok()) return r.status();  // refused whole: nothing changed
   SyncStates();
-  if (auto st = Log(kLogDefineLifecycle, {json}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kDefineLifecycle), {json}); !st.ok()) return st;
   return r;
 }
 
@@ -48,7 +47,7 @@ absl::Status Engine::DropLifecycle(std::string_view kind, std::string_view name)
   WriteScope scope(*this);
   if (auto st = life_->Drop(kind, name); !st.ok()) return st;
   SyncStates();
-  return Log(kLogDropLifecycle, {kind, name});
+  return Log(K(LogKind::kDropLifecycle), {kind, name});
 }
 
 std::string Engine::LifecycleJson() const { return life_->CatalogJson(); }
@@ -73,7 +72,7 @@ absl::StatusOr<std::string> Engine::LifecycleApply(std::string_view json, int64_
   auto r = life_->Apply(json, now, resolve);
   if (!r.ok()) return r.status();  // refused: nothing changed
   SyncStates();
-  if (auto st = Log(kLogLifecycleApply, {json, WalU64(static_cast<uint64_t>(now)).view()}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kLifecycleApply), {json, WalU64(static_cast<uint64_t>(now)).view()}); !st.ok()) return st;
   return r;
 }
 
@@ -93,7 +92,7 @@ absl::StatusOr<std::string> Engine::AckIntents(std::string_view json) {
   WriteScope scope(*this);
   auto r = life_->Ack(json);
   if (!r.ok()) return r.status();
-  if (auto st = Log(kLogAckIntents, {json}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kAckIntents), {json}); !st.ok()) return st;
   return r;
 }
 

@@ -6,6 +6,7 @@
 #include "bitmap_io.hpp"
 #include "cdp/engine.hpp"
 #include "engine_internal.hpp"
+#include "fs.hpp"
 #include "json_util.hpp"
 #include "snapshot.hpp"
 #include "util.hpp"
@@ -32,20 +33,31 @@ absl::StatusOr<std::string> Engine::Snapshot() {
     return impl_->failed;
   }
   const uint64_t seq = wal.next_seq();
-  auto bytes = snap::Write(dir, seq, [&](snap::Writer& w) { SaveState(w); });
+  // After an erasure, older snapshots and log hold what was forgotten: this snapshot is
+  // then the only one kept, and says so, so that an open after a crash part-way through
+  // the removals finishes them (RemoveOlder).
+  const bool erasure = impl_->erasure_pending;
+  auto bytes = snap::Write(dir, seq, [&](snap::Writer& w) { SaveState(w, erasure); });
   if (!bytes.ok()) return bytes.status();
   ++impl_->snapshots_taken;
 
   std::vector<std::string> removed;
   auto listed = snap::List(dir);
   if (!listed.ok()) return listed.status();
-  for (size_t i = kKeepSnapshots; i < listed->size(); ++i) {
-    if (auto st = snap::Remove(dir, (*listed)[i].name); !st.ok()) return st;
-    removed.push_back((*listed)[i].name);
+  const std::string file = (*listed)[0].name;
+  absl::Status dropped;
+  if (erasure) {
+    dropped = RemoveOlder(seq, removed);
+    if (dropped.ok()) impl_->erasure_pending = false;
+  } else {
+    for (size_t i = kKeepSnapshots; i < listed->size(); ++i) {
+      if (auto st = snap::Remove(dir, (*listed)[i].name); !st.ok()) return st;
+      removed.push_back((*listed)[i].name);
+    }
+    // Until there is a snapshot to fall back to, the log stays whole.
+    const uint64_t oldest = listed->size() >= kKeepSnapshots ? (*listed)[kKeepSnapshots - 1].seq : 0;
+    dropped = wal.DropBelow(oldest, removed);
   }
-  // Until there is a snapshot to fall back to, the log stays whole.
-  const uint64_t oldest = listed->size() >= kKeepSnapshots ? (*listed)[kKeepSnapshots - 1].seq : 0;
-  absl::Status dropped = wal.DropBelow(oldest, removed);
   // After the drop: the log's size shrinks with the segments removed.
   impl_->log_at_snapshot = wal.bytes();
   if (!dropped.ok()) return dropped;
@@ -54,7 +66,7 @@ absl::StatusOr<std::string> Engine::Snapshot() {
   json::Writer w(out);
   w.BeginObject();
   w.Key("seq").Uint(seq);
-  w.Key("file").String((*listed)[0].name);
+  w.Key("file").String(file);
   w.Key("bytes").Uint(*bytes);
   w.Key("removed").BeginArray();
   for (const std::string& f : removed) w.String(f);
@@ -63,8 +75,22 @@ absl::StatusOr<std::string> Engine::Snapshot() {
   return out;
 }
 
-void Engine::SaveState(snap::Writer& w) const {
+absl::Status Engine::RemoveOlder(uint64_t seq, std::vector<std::string>& removed) {
+  const std::string& dir = impl_->dir->path();
+  auto listed = snap::List(dir);
+  if (!listed.ok()) return listed.status();
+  for (const snap::SnapshotFile& f : *listed) {
+    if (f.seq >= seq) continue;
+    if (auto st = snap::Remove(dir, f.name); !st.ok()) return st;
+    removed.push_back(f.name);
+  }
+  if (auto st = RemoveTempFiles(dir, removed); !st.ok()) return st;
+  return impl_->wal->DropBelow(seq, removed);
+}
+
+void Engine::SaveState(snap::Writer& w, bool erasure) const {
   w.Part("engine");
+  w.Bool(erasure);
   w.U64(impl_->records);
   w.U64(impl_->accepted);
   w.U64(impl_->rejected);
@@ -77,6 +103,8 @@ void Engine::SaveState(snap::Writer& w) const {
     w.Bool(t.configured);
   }
   impl_->sources.Save(w);
+  impl_->tombstones.Save(w);
+  w.U64(impl_->forgotten);
   graph_->Save(w);
   feed_.Save(w);
   profiles_->Save(w);
@@ -97,6 +125,7 @@ void Engine::SaveState(snap::Writer& w) const {
 
 absl::Status Engine::LoadState(snap::Reader& r) {
   r.Part("engine");
+  impl_->snapshot_erasure = r.Bool();
   impl_->records = r.U64();
   impl_->accepted = r.U64();
   impl_->rejected = r.U64();
@@ -122,6 +151,8 @@ absl::Status Engine::LoadState(snap::Reader& r) {
   // The parser indexes the types it was made with.
   impl_->parser = std::make_unique<RecordParser>(cfg_, impl_->sources);
   impl_->sources.Load(r);
+  impl_->tombstones.Load(r);
+  impl_->forgotten = r.U64();
   if (!r.ok()) return r.status();
   if (auto st = graph_->Load(r); !st.ok()) return st;
   if (auto st = feed_.Load(r); !st.ok()) return st;

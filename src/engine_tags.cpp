@@ -21,8 +21,6 @@ namespace dom = simdjson::dom;
 
 namespace {
 // The log kinds this file writes (engine.cpp's LogKind, pinned there).
-constexpr uint16_t kLogDefineTags = 9, kLogDropTag = 10, kLogAdvance = 11, kLogSaveAudience = 12,
-                   kLogDropAudience = 13, kLogRecountAudience = 14;
 
 absl::Status Bad(std::string_view path, std::string_view what) {
   return absl::InvalidArgumentError(Cat(path, ": ", what));
@@ -78,7 +76,7 @@ absl::StatusOr<std::string> Engine::DefineTags(std::string_view json) {
   WriteScope scope(*this);
   auto r = tags_->Define(json, Now());
   if (!r.ok()) return r.status();  // refused whole: nothing changed
-  if (auto st = Log(kLogDefineTags, {json}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kDefineTags), {json}); !st.ok()) return st;
   return r;
 }
 
@@ -86,7 +84,7 @@ absl::Status Engine::DropTag(std::string_view name) {
   if (auto st = Writable(); !st.ok()) return st;
   WriteScope scope(*this);
   if (auto st = tags_->Drop(name); !st.ok()) return st;
-  return Log(kLogDropTag, {name});
+  return Log(K(LogKind::kDropTag), {name});
 }
 
 std::string Engine::TagsJson() const { return tags_->CatalogJson(); }
@@ -113,7 +111,7 @@ absl::StatusOr<std::string> Engine::Advance(int64_t now_ms) {
   // Timers fire after the tags moved to now, so guards read today's tag values.
   Lifecycle::AdvanceStats ls = life_->Advance(now_ms);
   SyncStates();
-  if (auto s = Log(kLogAdvance, {WalU64(static_cast<uint64_t>(now_ms)).view()}); !s.ok()) return s;
+  if (auto s = Log(K(LogKind::kAdvance), {WalU64(static_cast<uint64_t>(now_ms)).view()}); !s.ok()) return s;
   std::string out;
   json::Writer w(out);
   auto time = [&](int64_t t) { t == kForever ? w.Null() : w.Int(t); };
@@ -478,7 +476,7 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
   // A new request is a new audience: its first count is compared with nothing.
   if (saved.request != request_json) saved = SavedAudiences::Saved{};
   saved.request.assign(request_json);
-  if (auto st = Log(kLogSaveAudience, {name, request_json}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kSaveAudience), {name, request_json}); !st.ok()) return st;
   return Cat("{\"name\":", [&] { std::string s; json::AppendString(s, name); return s; }(),
              ",\"count\":", (*sel)->members.cardinality(), "}");
 }
@@ -489,7 +487,7 @@ absl::Status Engine::DropAudience(std::string_view name) {
   if (it == audiences_->by_name.end()) return absl::NotFoundError(Cat("no saved audience named ", name));
   WriteScope scope(*this);
   audiences_->by_name.erase(it);
-  return Log(kLogDropAudience, {name});
+  return Log(K(LogKind::kDropAudience), {name});
 }
 
 std::string Engine::AudiencesJson() const {
@@ -550,7 +548,7 @@ absl::StatusOr<std::string> Engine::RecountAudience(std::string_view name) {
   e.a = count;
   e.ts = s.now;
   e.text = feed_.AddText(body);
-  if (auto st = Log(kLogRecountAudience, {name}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kRecountAudience), {name}); !st.ok()) return st;
   return body;
 }
 

@@ -1,10 +1,37 @@
 // The change feed's snapshots (the feed itself is inline in include/cdp/feed.hpp).
 #include "cdp/feed.hpp"
 
+#include <cstring>
+
 #include "snapshot.hpp"
 #include "util.hpp"
 
 namespace cdp {
+
+namespace {
+constexpr uint32_t kNone = 0xFFFFFFFFu;  // an event's link, node or text: none
+}  // namespace
+
+void Feed::EraseEvent(FeedEvent& e) {
+  if (e.text != kNoText && e.text >= text_base_ && e.text - text_base_ < texts_.size()) {
+    std::string& t = texts_[e.text - text_base_];
+    // The whole capacity, through explicit_bzero (which the compiler may not drop as a
+    // dead store), then released: a core dump must not show the text any more than a
+    // snapshot does.
+    t.resize(t.capacity(), '\0');
+    ::explicit_bzero(t.data(), t.size());
+    t.clear();
+    t.shrink_to_fit();
+  }
+  const uint64_t seq = e.seq;
+  const int64_t ts = e.ts;
+  // Every byte, padding included: Save writes events byte for byte.
+  std::memset(static_cast<void*>(&e), 0, sizeof e);
+  e.seq = seq;
+  e.ts = ts;
+  e.kind = FeedEvent::Kind::kErased;
+  e.link = e.node = e.text = kNone;
+}
 
 // --- snapshots ---------------------------------------------------------------------------
 
@@ -35,7 +62,13 @@ absl::Status Feed::Load(snap::Reader& r) {
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     const auto e = r.Pod<FeedEvent>();
     if (e.seq != first + i) r.Fail(Cat("feed event ", first + i, " has sequence number ", e.seq));
-    if (e.kind > FeedEvent::Kind::kIntent) r.Fail(Cat("feed event ", e.seq, " has an unknown kind"));
+    if (e.kind > FeedEvent::Kind::kErased) r.Fail(Cat("feed event ", e.seq, " has an unknown kind"));
+    // An erased event keeps its place and time and nothing else; anything more would be
+    // what the erasure removed.
+    else if (e.kind == FeedEvent::Kind::kErased &&
+             (e.reason || e.source || e.link != kNone || e.node != kNone || e.text != kNone || e.count ||
+              e.a || e.b || e.record || e.rule))
+      r.Fail(Cat("erased feed event ", e.seq, " still carries fields"));
     if (e.text != kNoText && (e.text < text_base_ || e.text - text_base_ >= texts_.size()))
       r.Fail(Cat("feed event ", e.seq, " names text ", e.text, ", not retained"));
     events_.push_back(e);

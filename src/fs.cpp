@@ -113,4 +113,25 @@ absl::StatusOr<std::vector<uint64_t>> ListSeqFiles(const std::string& dir, std::
   return out;
 }
 
+absl::Status RemoveTempFiles(const std::string& dir, std::vector<std::string>& removed) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return OsError("cannot list directory", dir, errno);
+  std::vector<std::string> found;
+  errno = 0;
+  while (dirent* ent = ::readdir(d)) {
+    std::string_view name(ent->d_name);
+    if (name.size() > 4 && name.ends_with(".tmp")) found.emplace_back(name);
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return OsError("cannot list directory", dir, err);
+  std::sort(found.begin(), found.end());
+  for (std::string& name : found) {
+    const std::string path = Join(dir, name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return OsError("cannot remove", path, errno);
+    removed.push_back(std::move(name));
+  }
+  return found.empty() ? absl::OkStatus() : SyncDir(dir);
+}
+
 }  // namespace cdp

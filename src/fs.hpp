@@ -78,5 +78,8 @@ bool ParseSeqFileName(std::string_view name, std::string_view prefix, std::strin
 // The numbers of dir's files named so, ascending.
 absl::StatusOr<std::vector<uint64_t>> ListSeqFiles(const std::string& dir, std::string_view prefix,
                                                    std::string_view suffix);
+// Removes the temp files an interrupted atomic write left (NAME.tmp), appending their
+// names to removed. They may hold data a later erasure has forgotten.
+absl::Status RemoveTempFiles(const std::string& dir, std::vector<std::string>& removed);
 
 }  // namespace cdp

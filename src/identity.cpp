@@ -51,6 +51,8 @@ std::string_view FeedKindName(FeedEvent::Kind k) {
     case K::kTierChanged: return "tier_changed";
     case K::kJourney: return "journey";
     case K::kIntent: return "intent";
+    case K::kPersonForgotten: return "person_forgotten";
+    case K::kErased: return "erased";
   }
   return "unknown";
 }
@@ -62,6 +64,7 @@ constexpr uint8_t kQuarantine = 2;   // stops linking, belongs to no person
 constexpr uint8_t kWeak = 4;
 constexpr uint8_t kMultiSource = 8;  // carried by more than one source
 constexpr uint8_t kRuleEnd = 16;     // endpoint of a never_link rule
+constexpr uint8_t kForgotten = 32;   // erased on request: with kDead, and nothing else
 constexpr uint64_t kOneIdMask = (1ull << 63) - 1;
 
 // Identifier strings live in 1 MiB chunks that never move, so nodes hold plain pointers.
@@ -99,6 +102,15 @@ struct IdKey {
 
 inline uint64_t HashId(uint32_t type, std::string_view v) {
   return XXH3_64bits_withSeed(v.data(), v.size(), type);
+}
+
+// Overwrites a string's whole capacity in a way the compiler may not drop as a dead
+// store, then releases it: an erased note must not linger in freed memory (a core dump).
+void WipeString(std::string& s) {
+  s.resize(s.capacity(), '\0');
+  ::explicit_bzero(s.data(), s.size());
+  s.clear();
+  s.shrink_to_fit();
 }
 
 }  // namespace
@@ -169,6 +181,10 @@ struct IdentityGraph::Impl {
   std::vector<uint32_t> slot_limit;
   absl::flat_hash_map<uint64_t, NodeId> oneids;     // live OneID → anchor
   absl::flat_hash_map<uint64_t, uint64_t> redirects;  // absorbed → survivor
+  // OneIDs of forgotten persons (and of those they had absorbed): never live, never a
+  // redirect, never handed out again.
+  absl::flat_hash_set<uint64_t> retired;
+  uint64_t forgotten = 0;  // persons
   absl::flat_hash_map<NodeId, std::vector<uint64_t>> refusal_peers;
   std::vector<uint32_t> refused_links;
   uint64_t next_rule = 1;
@@ -456,7 +472,7 @@ struct IdentityGraph::Impl {
 
   // --- OneIDs ---------------------------------------------------------------------------
 
-  bool Taken(uint64_t id) const { return oneids.contains(id) || redirects.contains(id); }
+  bool Taken(uint64_t id) const { return oneids.contains(id) || redirects.contains(id) || retired.contains(id); }
 
   uint64_t Canonical(uint64_t id) const {
     for (int hops = 0; hops < 1 << 20; ++hops) {
@@ -661,6 +677,58 @@ struct IdentityGraph::Impl {
     std::sort(result.begin(), result.end());
     result.erase(std::unique(result.begin(), result.end()), result.end());
     return result;
+  }
+
+  // --- erasure --------------------------------------------------------------------------
+
+  static NodeId Other(const Link& l, NodeId n) { return l.a == n ? l.b : l.a; }
+
+  // A removed identifier that may have been one person's alone: dead, not quarantined
+  // (a quarantined one was shared by many), not already forgotten.
+  bool Former(NodeId n) const { return (g.nodes_[n].flags & (kDead | kQuarantine | kForgotten)) == kDead; }
+
+  // The removed identifiers that go with a person: each cluster of removed identifiers
+  // that its members' evidence reaches (through removed identifiers only) goes whole when
+  // none of the cluster's evidence reaches anything but the person: then only the
+  // person's records ever carried them. (A removed identifier keeps its node so that a
+  // later sighting revives it with its rules; its value is the person's, and goes.) A
+  // cluster that another person's records carried too stays, as that person's.
+  std::vector<NodeId> FormerOf(const absl::flat_hash_set<NodeId>& members) const {
+    auto& nodes = g.nodes_;
+    std::vector<NodeId> out, cluster;
+    absl::flat_hash_set<NodeId> seen;
+    for (NodeId m : members)
+      for (uint32_t i = nodes[m].first_link; i != kNoLink; i = NextLink(g.links_[i], m)) {
+        const NodeId start = Other(g.links_[i], m);
+        if (!Former(start) || !seen.insert(start).second) continue;
+        cluster.assign(1, start);
+        bool alone = true;
+        for (size_t k = 0; k < cluster.size(); ++k) {
+          const NodeId d = cluster[k];
+          for (uint32_t j = nodes[d].first_link; j != kNoLink; j = NextLink(g.links_[j], d)) {
+            const NodeId o = Other(g.links_[j], d);
+            if (members.contains(o)) continue;
+            if (Former(o)) {
+              if (seen.insert(o).second) cluster.push_back(o);
+              continue;
+            }
+            alone = false;  // another person's identifier, or a quarantined one
+          }
+        }
+        if (alone) out.insert(out.end(), cluster.begin(), cluster.end());
+      }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Takes link i out of n's adjacency list.
+  void Unlink(uint32_t i, NodeId n) {
+    uint32_t* at = &g.nodes_[n].first_link;
+    while (*at != i && *at != kNoLink) {
+      Link& l = g.links_[*at];
+      at = l.a == n ? &l.next_a : &l.next_b;
+    }
+    if (*at == i) *at = NextLink(g.links_[i], n);
   }
 };
 
@@ -1013,6 +1081,158 @@ std::vector<uint64_t> IdentityGraph::Split(const std::vector<NodeId>& side, uint
   return oneids;
 }
 
+std::vector<NodeId> IdentityGraph::FormerIdentifiers(NodeId n) const {
+  if (!Live(n)) return {};
+  absl::flat_hash_set<NodeId> members;
+  const NodeId r = Root(n);
+  NodeId m = r;
+  do {
+    members.insert(m);
+    m = nodes_[m].next;
+  } while (m != r);
+  return impl_->FormerOf(members);
+}
+
+IdentityGraph::Forgotten IdentityGraph::Forget(NodeId n) {
+  Impl& m = *impl_;
+  Forgotten f;
+  if (!Live(n)) return f;
+  const NodeId root = m.Root(n);
+  const uint32_t summary = nodes_[root].summary;
+  f.oneid = persons_[summary].oneid;
+
+  // What goes: the members (a live person's ring holds only live identifiers) and the
+  // removed identifiers that were theirs alone.
+  absl::flat_hash_set<NodeId> gone;
+  NodeId x = root;
+  do {
+    gone.insert(x);
+    f.nodes.push_back(x);
+    x = nodes_[x].next;
+  } while (x != root);
+  f.identifiers = static_cast<uint32_t>(f.nodes.size());
+  for (NodeId d : m.FormerOf(gone)) {
+    gone.insert(d);
+    f.nodes.push_back(d);
+  }
+  std::sort(f.nodes.begin(), f.nodes.end());
+
+  // The OneIDs: the person's and every one that redirects to it, through any chain. A
+  // pass over the redirects per link of the longest chain, each against a set the size of
+  // the person's: cheaper than following every redirect to its end in the big tables.
+  absl::flat_hash_set<uint64_t> ids;
+  if (f.oneid) ids.insert(f.oneid);
+  for (size_t before = 0; before != ids.size();) {
+    before = ids.size();
+    for (const auto& [from, to] : m.redirects)
+      if (ids.contains(to)) ids.insert(from);
+  }
+  f.oneids.assign(ids.begin(), ids.end());
+  std::sort(f.oneids.begin(), f.oneids.end());
+
+  // Refusal counts: the forgotten identifiers' own go, and other identifiers stop
+  // counting the person among those they were refused with (by any of its OneIDs, or by
+  // the node that named it while it had none), as if it had never been there.
+  // Each entry's peers are a heap block of their own: at hundreds of thousands of
+  // entries every one misses the cache, so the walk fetches the peers kAhead entries on.
+  // (Erasing an entry leaves other iterators valid.)
+  absl::flat_hash_set<uint64_t> peers_gone(f.oneids.begin(), f.oneids.end());
+  for (NodeId d : f.nodes) peers_gone.insert((1ull << 63) | d);
+  constexpr size_t kAhead = 16;
+  auto ahead = m.refusal_peers.begin();
+  for (size_t k = 0; k < kAhead && ahead != m.refusal_peers.end(); ++k, ++ahead) __builtin_prefetch(ahead->second.data());
+  for (auto it = m.refusal_peers.begin(); it != m.refusal_peers.end();) {
+    if (ahead != m.refusal_peers.end()) __builtin_prefetch((ahead++)->second.data());
+    auto& peers = it->second;
+    if (!gone.contains(it->first))
+      peers.erase(std::remove_if(peers.begin(), peers.end(), [&](uint64_t p) { return peers_gone.contains(p); }),
+                  peers.end());
+    if (gone.contains(it->first) || peers.empty()) m.refusal_peers.erase(it++);
+    else ++it;
+  }
+
+  // Manual rules with an end among them. A never_link end on another person loses its
+  // flag (and the person its count) once no active never_link names it.
+  std::vector<NodeId> ends;
+  for (ManualRule& r : rules_) {
+    if (!gone.contains(r.a) && !gone.contains(r.b)) continue;
+    f.rules.push_back(r.id);
+    if (r.active && r.never)
+      for (NodeId e : {r.a, r.b})
+        if (!gone.contains(e)) ends.push_back(e);
+    WipeString(r.note);
+  }
+  rules_.erase(std::remove_if(rules_.begin(), rules_.end(),
+                              [&](const ManualRule& r) { return gone.contains(r.a) || gone.contains(r.b); }),
+               rules_.end());
+  std::sort(f.rules.begin(), f.rules.end());
+  for (NodeId e : ends) {
+    bool still = false;
+    for (const ManualRule& r : rules_) still |= r.active && r.never && (r.a == e || r.b == e);
+    if (!still && (nodes_[e].flags & kRuleEnd)) {
+      nodes_[e].flags &= static_cast<uint8_t>(~kRuleEnd);
+      if (Live(e)) persons_[nodes_[m.Root(e)].summary].rule_endpoints--;
+    }
+  }
+
+  // Evidence: every link touching them leaves the other end's list, the dedupe index
+  // (hashed through the link: before it is overwritten) and the conflicts. All lists are
+  // cut before any link is overwritten, since a walk may pass through another one that goes.
+  absl::flat_hash_set<uint32_t> links;
+  for (NodeId d : f.nodes)
+    for (uint32_t i = nodes_[d].first_link; i != kNoLink; i = Impl::NextLink(links_[i], d)) links.insert(i);
+  f.links.assign(links.begin(), links.end());
+  std::sort(f.links.begin(), f.links.end());
+  for (uint32_t i : f.links) {
+    const Link& l = links_[i];
+    m.link_index.erase(i);
+    if (!gone.contains(l.a)) m.Unlink(i, l.a);
+    if (l.b != l.a && !gone.contains(l.b)) m.Unlink(i, l.b);
+  }
+  m.refused_links.erase(std::remove_if(m.refused_links.begin(), m.refused_links.end(),
+                                       [&](uint32_t i) { return links.contains(i); }),
+                        m.refused_links.end());
+  for (uint32_t i : f.links) {
+    Link& l = links_[i];
+    std::memset(static_cast<void*>(&l), 0, sizeof l);  // padding too: Save copies links whole
+    l.a = l.b = kNoNode;
+    l.next_a = l.next_b = kNoLink;
+    l.state = LinkState::kRemoved;
+  }
+
+  // The person and its OneIDs.
+  m.oneids.erase(f.oneid);
+  for (uint64_t id : f.oneids) {
+    m.redirects.erase(id);
+    m.retired.insert(id);
+  }
+  m.FreePerson(summary);
+  // A free slot keeps its last person (OneID, anchor, time) until reused, and the person
+  // forgotten may have absorbed others: every free slot is cleared.
+  for (uint32_t p : m.free_persons) {
+    persons_[p] = Person{};
+    uint16_t* c = m.Counts(p);
+    std::fill(c, c + m.Slots(), 0);
+  }
+
+  // The identifiers: out of the index (hashed through the value: first), the value
+  // overwritten where it lies in the arena, the node emptied.
+  for (NodeId d : f.nodes) {
+    Node& v = nodes_[d];
+    m.index.erase(d);
+    if (!(v.flags & kDead)) --m.live_nodes;
+    if (v.len) std::memset(const_cast<char*>(v.str), 0, v.len);
+    v = Node{};
+    v.str = nullptr;
+    v.flags = kDead | kForgotten;
+    v.parent = v.next = d;
+    v.first_link = kNoLink;
+    v.summary = kNoSummary;
+  }
+  ++m.forgotten;
+  return f;
+}
+
 IdentityGraph::RuleResult IdentityGraph::AddForceLink(NodeId a, NodeId b, std::string note,
                                                       uint32_t source, uint64_t& id,
                                                       std::vector<uint64_t>& oneids) {
@@ -1090,7 +1310,7 @@ IdentityGraph::Counts IdentityGraph::counts() const {
   uint64_t refused = 0;
   for (uint32_t i : impl_->refused_links) refused += links_[i].state == LinkState::kRefused;
   return {impl_->oneids.size(), impl_->live_nodes, links_.size(), refused, impl_->quarantined,
-          impl_->redirects.size()};
+          impl_->redirects.size(), impl_->forgotten};
 }
 
 std::vector<std::pair<std::string, uint64_t>> IdentityGraph::Memory() const {
@@ -1103,7 +1323,8 @@ std::vector<std::pair<std::string, uint64_t>> IdentityGraph::Memory() const {
       {"links", links_.capacity() * sizeof(Link)},
       {"link_index", set_bytes(m.link_index.capacity(), sizeof(uint32_t))},
       {"persons", persons_.capacity() * sizeof(Person) + m.counts.capacity() * sizeof(uint16_t)},
-      {"oneids", set_bytes(m.oneids.capacity(), 12) + set_bytes(m.redirects.capacity(), 16)},
+      {"oneids", set_bytes(m.oneids.capacity(), 12) + set_bytes(m.redirects.capacity(), 16) +
+                     set_bytes(m.retired.capacity(), 8)},
       {"conflicts", m.refused_links.capacity() * sizeof(uint32_t) + m.refusal_peers.size() * 64},
   };
 }
@@ -1129,7 +1350,8 @@ void SaveMapColumns(snap::Writer& w, const Map& map) {
 
 // A node as saved: Node without its pointer into the arena. The values travel apart,
 // concatenated in node order; adding them to a fresh arena in that order lays them out
-// exactly as the original arena did (nodes are its only client, and add in id order).
+// exactly as the original arena did (nodes are its only client, and add in id order),
+// but for the bytes of forgotten values, which are not saved and not laid out again.
 struct SavedNode {
   uint16_t len, type;
   uint8_t flags, pad;
@@ -1139,6 +1361,14 @@ struct SavedNode {
   int64_t first_seen;
 };
 static_assert(sizeof(SavedNode) == 32, "no padding: every saved byte means something");
+
+// What Forget leaves of a link: nothing that ties it to anyone.
+bool WipedLink(const Link& l) {
+  return l.a == kNoNode && l.b == kNoNode && l.next_a == IdentityGraph::kNoLink &&
+         l.next_b == IdentityGraph::kNoLink && l.record == 0 && l.ts == 0 && l.count == 0 && l.source == 0 &&
+         l.rule == LinkRule::kRecord && l.state == LinkState::kRemoved && l.reason == Refusal::kNone && l.pad == 0 &&
+         l.reason_type == 0;
+}
 
 // A ChunkedVector in Writer::Array's layout (the count, then the elements), a chunk (which
 // is contiguous) at a time. Read back with Reader::ArrayCount and Pod.
@@ -1217,6 +1447,11 @@ void IdentityGraph::Save(snap::Writer& w) const {
     w.U32(r.link);
     w.Str(r.note);
   }
+  // Sorted: equal states save equal bytes whatever the set's history.
+  std::vector<uint64_t> retired(m.retired.begin(), m.retired.end());
+  std::sort(retired.begin(), retired.end());
+  w.Vec(retired);
+  w.U64(m.forgotten);
 }
 
 absl::Status IdentityGraph::Load(snap::Reader& r) {
@@ -1233,9 +1468,13 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
     if (s.len > values.size() - off) r.Fail(Cat("node ", i, "'s value runs past the values"));
     else if (s.type >= types) r.Fail(Cat("node ", i, " has identifier type ", s.type, " of ", types));
     else if (s.parent >= n || s.next >= n) r.Fail(Cat("node ", i, " points past the ", n, " nodes"));
+    else if ((s.flags & kForgotten) &&
+             (s.flags != (kDead | kForgotten) || s.len || s.type || s.pad || s.source0 || s.parent != i ||
+              s.next != i || s.first_link != kNoLink || s.summary != kNoSummary || s.first_seen))
+      r.Fail(Cat("forgotten node ", i, " still holds something"));
     if (!r.ok()) break;
     Node x;
-    x.str = m.arena.Add(values.substr(off, s.len));
+    x.str = (s.flags & kForgotten) ? nullptr : m.arena.Add(values.substr(off, s.len));
     off += s.len;
     x.len = s.len;
     x.type = s.type;
@@ -1255,12 +1494,17 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
   auto link_ok = [nl](uint32_t i) { return i < nl || i == kNoLink; };
   for (uint64_t i = 0; i < nl && r.ok(); ++i) {
     const auto l = r.Pod<Link>();
-    if (l.a >= n || l.b >= n || !link_ok(l.next_a) || !link_ok(l.next_b))
+    if (l.a == kNoNode && l.b == kNoNode) {
+      if (WipedLink(l)) links_.push_back(l);
+      else r.Fail(Cat("forgotten link ", i, " still holds something"));
+    } else if (l.a >= n || l.b >= n || !link_ok(l.next_a) || !link_ok(l.next_b))
       r.Fail(Cat("link ", i, " points past the ", n, " nodes or ", nl, " links"));
     else if (l.rule > LinkRule::kForce || l.state > LinkState::kRemoved || l.reason > Refusal::kPersonLimit)
       r.Fail(Cat("link ", i, " has an unknown rule, state or reason"));
     else if ((l.reason == Refusal::kUniqueType || l.reason == Refusal::kTypeLimit) && l.reason_type >= types)
       r.Fail(Cat("link ", i, " was refused for identifier type ", l.reason_type, " of ", types));
+    else if ((nodes_[l.a].flags | nodes_[l.b].flags) & kForgotten)
+      r.Fail(Cat("link ", i, " joins a forgotten identifier"));
     else links_.push_back(l);
   }
 
@@ -1287,11 +1531,14 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
     const Node& x = nodes_[i];
     if (!link_ok(x.first_link) || (x.summary >= np && x.summary != kNoSummary))
       r.Fail(Cat("node ", i, " points past the ", nl, " links or ", np, " persons"));
+    else if (x.first_link != kNoLink && links_[x.first_link].a == kNoNode)
+      r.Fail(Cat("node ", i, " lists forgotten link ", x.first_link));
   }
   if (r.ok()) m.index.reserve(nodes_.size());
   for (NodeId i = 0; i < nodes_.size() && r.ok(); ++i) {
     if (i + kAhead < nodes_.size()) m.index.prefetch(static_cast<NodeId>(i + kAhead));
     const Node& x = nodes_[i];
+    if (x.flags & kForgotten) continue;  // not findable: a later record makes a new node
     bool fresh = false;
     m.index.lazy_emplace(IdKey{x.type, Value(i)}, [&](const auto& make) {
       fresh = true;
@@ -1303,6 +1550,7 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
   for (uint32_t i = 0; i < links_.size() && r.ok(); ++i) {
     if (i + kAhead < links_.size()) m.link_index.prefetch(static_cast<uint32_t>(i + kAhead));
     const Link& l = links_[i];
+    if (l.a == kNoNode) continue;  // forgotten
     bool fresh = false;
     m.link_index.lazy_emplace(Impl::LinkKey{std::min(l.a, l.b), std::max(l.a, l.b), l.source, l.rule},
                               [&](const auto& make) {
@@ -1324,6 +1572,7 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
   m.oneids.reserve(keys.size());
   for (size_t i = 0; i < keys.size() && r.ok(); ++i) {
     if (anchors[i] >= n) r.Fail(Cat("OneID ", keys[i], " is anchored past the ", n, " nodes"));
+    else if (nodes_[anchors[i]].flags & kForgotten) r.Fail(Cat("OneID ", keys[i], " is anchored on a forgotten node"));
     else if (!m.oneids.emplace(keys[i], anchors[i]).second) r.Fail(Cat("OneID ", keys[i], " appears twice"));
   }
   r.Vec(keys);
@@ -1345,13 +1594,14 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
   m.refusal_peers.reserve(peer_nodes.size());
   for (size_t i = 0, at = 0; i < peer_nodes.size() && r.ok(); at += peer_counts[i++]) {
     const auto first = vals.begin() + static_cast<ptrdiff_t>(at);
-    if (peer_nodes[i] >= n) r.Fail(Cat("refusal peers of node ", peer_nodes[i], " of ", n));
+    if (peer_nodes[i] >= n || (nodes_[peer_nodes[i]].flags & kForgotten))
+      r.Fail(Cat("refusal peers of node ", peer_nodes[i], " of ", n));
     else if (!m.refusal_peers.emplace(peer_nodes[i], std::vector<uint64_t>(first, first + peer_counts[i])).second)
       r.Fail(Cat("refusal peers of node ", peer_nodes[i], " appear twice"));
   }
   r.Vec(m.refused_links);
   for (uint32_t i : m.refused_links)
-    if (i >= nl) r.Fail(Cat("refused link ", i, " of ", nl));
+    if (i >= links_.size() || links_[i].a == kNoNode) r.Fail(Cat("refused link ", i, " of ", nl));
 
   m.next_rule = r.U64();
   m.quarantined = r.U64();
@@ -1368,8 +1618,22 @@ absl::Status IdentityGraph::Load(snap::Reader& r) {
     rule.note = std::string(r.Str());
     if (rule.a >= n || rule.b >= n || (rule.never ? rule.link != kNoLink : rule.link >= nl))
       r.Fail(Cat("rule ", rule.id, " names a node or link out of range"));
+    else if ((nodes_[rule.a].flags | nodes_[rule.b].flags) & kForgotten)
+      r.Fail(Cat("rule ", rule.id, " names a forgotten identifier"));
     rules_.push_back(std::move(rule));
   }
+
+  r.Vec(keys);
+  m.retired.reserve(keys.size());
+  for (size_t i = 0; i < keys.size() && r.ok(); ++i) {
+    if (keys[i] == 0 || m.oneids.contains(keys[i]) || m.redirects.contains(keys[i]))
+      r.Fail(Cat("retired OneID ", keys[i], " is also live or redirects"));
+    else if (!m.retired.insert(keys[i]).second) r.Fail(Cat("OneID ", keys[i], " is retired twice"));
+  }
+  m.forgotten = r.U64();
+  // Each forgotten person retired its own OneID at least.
+  if (r.ok() && m.forgotten > m.retired.size())
+    r.Fail(Cat(m.forgotten, " persons forgotten with ", m.retired.size(), " OneIDs retired"));
   return r.status();
 }
 

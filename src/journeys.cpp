@@ -245,6 +245,7 @@ class JourneysPart final : public Part {
   void Fire(const Timer& t) override;
   void Merge(Ix survivor, Ix absorbed, int64_t now) override;
   void Clear(Ix p) override;
+  void Forget(Ix p) override;
   void AppendPerson(json::Writer& w, Ix p) const override;
   void AppendCatalog(json::Writer& w) const override;
   bool StateOf(uint32_t machine, Ix p, Value& out) const override;
@@ -1202,6 +1203,18 @@ void JourneysPart::Clear(Ix p) {
   Unlog(p);
 }
 
+// The deferred intents are the only text a track holds (rendered payloads, keys with the
+// OneID); Clear frees their slots, which keep nothing but a free-list link.
+void JourneysPart::Forget(Ix p) {
+  for (auto& jp : journeys_) {
+    if (!jp) continue;
+    auto it = jp->tracks.find(p);
+    if (it == jp->tracks.end()) continue;
+    for (uint32_t s = it->second.deferred; s != kNil; s = deferred_[s].next) Wipe(deferred_[s].intent);
+  }
+  Clear(p);
+}
+
 absl::Status JourneysPart::Apply(std::string_view op, dom::object req, Ix p, int64_t now, json::Writer& out) {
   std::string_view name;
   if (req["journey"].get(name) != simdjson::SUCCESS) return Bad("journey", "expected the journey's name");
@@ -1313,8 +1326,12 @@ std::vector<int64_t> JourneysPart::Log(Ix p) const {
   return std::vector<int64_t>(b + 1, b + 1 + b[0]);
 }
 
+// The freed block is zeroed: its delivery times are the person's, and the pool is saved
+// whole, free blocks included.
 void JourneysPart::Unlog(Ix p) {
   if (p >= log_of_.size() || log_of_[p] == kNil) return;
+  const size_t block = size_t{log_of_[p]} * (keep_ + 1);
+  std::fill(log_pool_.begin() + block, log_pool_.begin() + block + keep_ + 1, 0);
   log_free_.push_back(log_of_[p]);
   log_of_[p] = kNil;
 }

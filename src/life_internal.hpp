@@ -16,11 +16,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cdp/lifecycle.hpp"
@@ -88,9 +90,14 @@ class Outbox {
   uint64_t Read(uint64_t cursor, uint32_t limit, std::vector<const Intent*>& out) const;
   bool Ack(uint64_t id);
   uint64_t AckThrough(uint64_t id);
-  // Drops a person's unacknowledged intents (erasure, cancellation by origin when origin
-  // is not empty); oneid 0: every person's (a dropped journey). Returns how many.
+  // Drops a person's unacknowledged intents (cancellation by origin when origin is not
+  // empty); oneid 0: every person's (a dropped journey). Returns how many.
   uint64_t Drop(uint64_t oneid, std::string_view origin = {});
+  // Erasure: every intent of these OneIDs, acknowledged or not, becomes an empty
+  // acknowledged entry (OneID 0, no times, its strings overwritten). The entries keep
+  // their ids, since an intent's id is its place (first_ + index); Compact frees them
+  // once they reach the front. Returns how many intents were the persons'.
+  uint64_t Forget(std::span<const uint64_t> oneids);
   uint64_t pending() const { return pending_; }
   uint64_t dropped() const { return dropped_; }
   uint64_t next() const { return next_; }
@@ -100,6 +107,8 @@ class Outbox {
 
  private:
   void Compact();
+  // Acknowledges in: it is never read again, so its payload goes at once.
+  void Retire(Intent& in);
   std::deque<Intent> items_;  // ids first_ .. next_-1
   uint64_t first_ = 1, next_ = 1;
   uint64_t pending_ = 0, dropped_ = 0;
@@ -155,6 +164,9 @@ class Part {
   // absorbed's state joins survivor's; absorbed is then cleared by the core.
   virtual void Merge(Ix survivor, Ix absorbed, int64_t now) = 0;
   virtual void Clear(Ix p) = 0;
+  // Erasure: p's state goes as by Clear, and text held for p alone (order references,
+  // operators' reasons, rendered payloads) is overwritten first. No feed event, no timer.
+  virtual void Forget(Ix p) { Clear(p); }
   // Writes "key": value members into an open object for the person.
   virtual void AppendPerson(json::Writer& w, Ix p) const = 0;
   virtual void AppendCatalog(json::Writer& w) const = 0;
@@ -273,5 +285,16 @@ std::unique_ptr<Part> MakeLoyalty(Core& core);
 std::unique_ptr<Part> MakeJourneys(Core& core);
 
 absl::Status Bad(std::string_view path, std::string_view what);
+
+// Takes the selected timers out of a heap (Core::heap's order), in one pass: O(n + k log n)
+// for k of n, where rebuilding the heap would cost a few comparisons per timer all over
+// memory (150 ms at 3M timers, against 10 for the pass).
+void EraseTimers(std::vector<Timer>& heap, absl::FunctionRef<bool(const Timer&)> selected);
+
+// Overwrites a string's bytes, its whole capacity, with zeros in a way the compiler may not
+// drop as a dead store, then releases it: erased text must not linger in freed memory (a
+// core dump) any more than in a snapshot.
+void Wipe(std::string& s);
+void Wipe(Intent& in);  // its strings, and every field but id and acked
 
 }  // namespace cdp::life

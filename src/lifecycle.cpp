@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <string.h>  // explicit_bzero
 
 #include "audience.hpp"
 #include "expr_internal.hpp"
@@ -33,6 +34,20 @@ namespace life {
 
 absl::Status Bad(std::string_view path, std::string_view what) {
   return absl::InvalidArgumentError(Cat(path, ": ", what));
+}
+
+void Wipe(std::string& s) {
+  // Up to the capacity: a string that was longer once keeps those bytes past its size.
+  s.resize(s.capacity());
+  explicit_bzero(s.data(), s.size());
+  s.clear();
+  s.shrink_to_fit();
+}
+
+void Wipe(Intent& in) {
+  for (std::string* f : {&in.key, &in.origin, &in.step, &in.action, &in.channel, &in.payload}) Wipe(*f);
+  in.oneid = 0;
+  in.at = in.created = 0;
 }
 
 std::string_view ReasonName(Reason r) {
@@ -73,14 +88,18 @@ uint64_t Outbox::Read(uint64_t cursor, uint32_t limit, std::vector<const Intent*
   return id;
 }
 
-bool Outbox::Ack(uint64_t id) {
-  if (id < first_ || id >= next_) return false;
-  Intent& in = items_[id - first_];
-  if (in.acked) return false;
+void Outbox::Retire(Intent& in) {
   in.acked = true;
   in.payload.clear();
   in.payload.shrink_to_fit();
   pending_--;
+}
+
+bool Outbox::Ack(uint64_t id) {
+  if (id < first_ || id >= next_) return false;
+  Intent& in = items_[id - first_];
+  if (in.acked) return false;
+  Retire(in);
   Compact();
   return true;
 }
@@ -90,8 +109,7 @@ uint64_t Outbox::AckThrough(uint64_t id) {
   for (uint64_t i = first_; i <= id && i < next_; ++i) {
     Intent& in = items_[i - first_];
     if (in.acked) continue;
-    in.acked = true;
-    pending_--;
+    Retire(in);
     n++;
   }
   Compact();
@@ -102,8 +120,21 @@ uint64_t Outbox::Drop(uint64_t oneid, std::string_view origin) {
   uint64_t n = 0;
   for (Intent& in : items_) {
     if (in.acked || (oneid != 0 && in.oneid != oneid) || (!origin.empty() && in.origin != origin)) continue;
+    Retire(in);
+    n++;
+  }
+  Compact();
+  return n;
+}
+
+uint64_t Outbox::Forget(std::span<const uint64_t> oneids) {
+  uint64_t n = 0;
+  for (Intent& in : items_) {
+    // OneID 0 is nobody's: the empty entries of earlier forgets.
+    if (in.oneid == 0 || std::find(oneids.begin(), oneids.end(), in.oneid) == oneids.end()) continue;
+    if (!in.acked) pending_--;
     in.acked = true;
-    pending_--;
+    Wipe(in);
     n++;
   }
   Compact();
@@ -162,6 +193,38 @@ void Core::MergeHistory(Ix survivor, Ix absorbed) {
   a.insert(a.end(), b.begin(), b.end());
   std::stable_sort(a.begin(), a.end(), [](const Transition& x, const Transition& y) { return x.ts < y.ts; });
   if (a.size() > limits.max_history) a.erase(a.begin(), a.end() - limits.max_history);
+}
+
+// Each selected timer is taken out where it is, the last timer filling its place and
+// sifting up or down. The filler is never a selected timer (those at the end go first),
+// so one that sifts up past the place looked at needs no look; whatever lands on that
+// place is looked at next.
+void EraseTimers(std::vector<Timer>& heap, absl::FunctionRef<bool(const Timer&)> selected) {
+  const std::greater<> after;  // the heap's order: a parent is never after its child
+  for (size_t i = 0; i < heap.size();) {
+    if (!selected(heap[i])) {
+      ++i;
+      continue;
+    }
+    while (heap.size() > i + 1 && selected(heap.back())) heap.pop_back();
+    const Timer last = heap.back();
+    heap.pop_back();
+    if (i == heap.size()) break;
+    heap[i] = last;
+    size_t at = i;
+    while (at > 0 && after(heap[(at - 1) / 2], heap[at])) {
+      std::swap(heap[(at - 1) / 2], heap[at]);
+      at = (at - 1) / 2;
+    }
+    while (true) {
+      size_t child = 2 * at + 1;
+      if (child >= heap.size()) break;
+      if (child + 1 < heap.size() && after(heap[child], heap[child + 1])) child++;
+      if (!after(heap[at], heap[child])) break;
+      std::swap(heap[at], heap[child]);
+      at = child;
+    }
+  }
 }
 
 void Core::Schedule(int64_t at, PartId part, Ix p, uint32_t item, uint32_t gen) {
@@ -484,6 +547,33 @@ void Lifecycle::OnMerge(uint64_t survivor, uint64_t absorbed, int64_t now) {
   core_->MergeHistory(a, b);
   core_->Forget(b);
   core_->state_changed.push_back(survivor);
+}
+
+bool Lifecycle::Forget(uint64_t oneid, std::span<const uint64_t> merged) {
+  Core& c = *core_;
+  if (oneid == 0) return false;  // nobody (Ix 0), whose state is always empty
+  bool held = false;
+  const Ix p = c.Find(oneid);
+  if (p != life::kNoIx) {
+    held = true;
+    for (auto& part : c.parts) part->Forget(p);
+    c.Forget(p);
+    // The timers go too, although none could fire (Advance skips an Ix whose OneID is 0,
+    // and the parts' generations moved on): they would otherwise stay in the heap, and in
+    // snapshots, until their time, and wake the host for nothing (Advance returns the
+    // heap's earliest as the next wake-up). So do those of every person merged away (the
+    // persons this one absorbed among them), which a merge leaves to lapse. The others
+    // fire as before: timers pop in a total order, whatever the heap's layout.
+    life::EraseTimers(c.heap, [&c](const life::Timer& t) { return c.OneId(t.person) == 0; });
+  }
+  // The outbox and the state changes not yet taken know persons by OneID, including the
+  // OneIDs that merged into this one.
+  std::vector<uint64_t> ids(merged.begin(), merged.end());
+  ids.push_back(oneid);
+  held |= c.outbox.Forget(ids) > 0;
+  const size_t changes = c.state_changed.size();
+  std::erase_if(c.state_changed, [&](uint64_t x) { return std::find(ids.begin(), ids.end(), x) != ids.end(); });
+  return held || c.state_changed.size() != changes;
 }
 
 void Lifecycle::OnSplit(uint64_t /*kept*/, uint64_t /*left*/, int64_t /*now*/) {

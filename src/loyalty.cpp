@@ -282,6 +282,7 @@ class LoyaltyPart final : public Part {
       members_count_--;
     }
   }
+  void Forget(Ix p) override;
 
   void AppendPerson(json::Writer& w, Ix p) const override;
   void AppendCatalog(json::Writer& w) const override;
@@ -300,16 +301,19 @@ class LoyaltyPart final : public Part {
   absl::Status Load(snap::Reader& r) override;
 
  private:
-  // Names of rules, reasons and levels: interned once, never freed, so their views (and
-  // the Values StateOf hands out) stay valid across redefinitions.
+  // Names of rules, reasons and levels: interned once and never moved, so their views (and
+  // the Values StateOf hands out, always a definition's) stay valid across redefinitions.
   uint32_t Name(std::string_view s) {
     auto it = name_ids_.find(s);
     if (it != name_ids_.end()) return it->second;
     names_.emplace_back(s);
+    defined_.push_back(0);  // until a definition naming it is installed
     uint32_t id = static_cast<uint32_t>(names_.size() - 1);
     name_ids_.emplace(names_.back(), id);
     return id;
   }
+  // Overwrites the reasons no lot or cap names any more (see Forget).
+  void SweepNames();
   Member* Get(Ix p) { return p < members_.size() ? members_[p].get() : nullptr; }
   const Member* Get(Ix p) const { return p < members_.size() ? members_[p].get() : nullptr; }
   Member& Enroll(Ix p, int64_t ts);
@@ -353,7 +357,12 @@ class LoyaltyPart final : public Part {
   uint64_t members_count_ = 0;
   uint64_t lot_seq_ = 0;
   uint32_t gen_ = 0;
+  // A forgotten reason stays in its place as an empty string (ids are places), out of
+  // name_ids_; no name is empty otherwise.
   std::deque<std::string> names_;
+  // By name id: named by an installed definition, so never forgotten (not saved: Load
+  // derives it from the definitions it installs again).
+  std::vector<uint8_t> defined_;
   absl::flat_hash_map<std::string_view, uint32_t> name_ids_;
   // The tier names of the latest definition, kept after a drop so history still reads.
   uint32_t named_machine_ = 0xFFFFFFFFu;
@@ -670,6 +679,9 @@ absl::StatusOr<Part::Installer> LoyaltyPart::Prepare(dom::element root, int64_t 
     named_machine_ = prog->machine;
     level_names_.clear();
     for (const Level& l : prog->levels) level_names_.push_back(l.name);
+    for (const std::vector<Rule>* rules : {&prog->points, &prog->growth})
+      for (const Rule& r : *rules) defined_[r.name] = 1;
+    for (uint32_t l : level_names_) defined_[l] = 1;
     // Tiers follow their names; a tier that is gone maps to the highest new level its old
     // threshold reaches. The next timer (at `now`) re-evaluates everyone under the new rules.
     std::vector<int16_t> remap;
@@ -1317,6 +1329,41 @@ absl::Status LoyaltyPart::Apply(std::string_view op, dom::object req, Ix p, int6
   return absl::OkStatus();
 }
 
+// --- erasure ------------------------------------------------------------------------------
+
+void LoyaltyPart::Forget(Ix p) {
+  if (Member* m = Get(p)) {
+    for (Lot& l : m->lots) Wipe(l.ref);
+    for (GrowthRef& g : m->growth_refs) Wipe(g.ref);
+  }
+  Clear(p);
+  Wipe(scratch_);  // the last event's property as text, perhaps the person's
+  SweepNames();
+}
+
+// An operator's reason is interned for its lot and outlives it (a spent lot is compacted
+// away, its name is not), so which reasons were the forgotten person's alone cannot be
+// told from their lots: every reason no remaining lot or cap names is overwritten. None
+// can be read afterwards (lots were their only readers), so the others see no change. A
+// name a definition interned stays: the definitions hold it anyway, and a loaded part
+// would intern it again.
+void LoyaltyPart::SweepNames() {
+  std::vector<uint8_t> keep(defined_);
+  bool any = false;
+  for (size_t i = 0; i < names_.size(); ++i) any |= !keep[i] && !names_[i].empty();
+  if (!any) return;
+  for (const auto& m : members_) {
+    if (!m) continue;
+    for (const Lot& l : m->lots) keep[l.rule] = 1;
+    for (const Cap& c : m->caps) keep[c.rule] = 1;
+  }
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (keep[i] || names_[i].empty()) continue;
+    name_ids_.erase(std::string_view(names_[i]));  // before the key's bytes change
+    Wipe(names_[i]);
+  }
+}
+
 // --- reading ------------------------------------------------------------------------------
 
 void LoyaltyPart::AppendPerson(json::Writer& w, Ix p) const {
@@ -1502,6 +1549,7 @@ absl::Status LoyaltyPart::Load(snap::Reader& r) {
   absl::flat_hash_map<std::string_view, uint32_t> ids;
   for (uint64_t i = 0, n = r.Count(sizeof(uint64_t)); i < n && r.ok(); ++i) {
     pool.emplace_back(r.Str());
+    if (pool.back().empty()) continue;  // a forgotten reason: holds its place, names nothing
     if (!ids.emplace(pool.back(), static_cast<uint32_t>(i)).second) r.Fail(Cat("name ", i, " is listed twice"));
   }
   if (!r.ok()) return r.status();
@@ -1523,8 +1571,12 @@ absl::Status LoyaltyPart::Load(snap::Reader& r) {
   }
   names_ = std::move(pool);
   name_ids_ = std::move(ids);
+  // The names the installed definitions named are the installed pool's: a forget keeps them.
+  defined_.assign(names_.size(), 0);
+  for (uint32_t id : remap) defined_[id] = 1;
   auto name = [&](uint32_t id) -> uint32_t {
     if (id >= names_.size()) r.Fail(Cat("name ", id, " of a pool of ", names_.size()));
+    else if (names_[id].empty()) r.Fail(Cat("name ", id, " was forgotten but is in use"));
     return id;
   };
   const bool has_program = r.Bool();

@@ -15,7 +15,7 @@ namespace cdp {
 std::string_view RejectionName(Rejection r) {
   static constexpr std::string_view kNames[] = {
       "invalid", "blocked", "too_long", "missing_scope", "quarantined", "unknown_type",
-      "over_limit"};
+      "over_limit", "forgotten"};
   auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
@@ -517,6 +517,24 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
           it = list.end() - 1;
         }
         if (st = ApplyAttrPolicy(*it, pol, ap); !st.ok()) return st;
+      }
+    } else if (key == "privacy") {
+      dom::object d;
+      if (val.get(d) != simdjson::SUCCESS) return Bad(p, "expected an object");
+      for (auto [k2, v2] : d) {
+        std::string p2 = Cat(p, ".", k2);
+        std::string s;
+        if (st = GetString(v2, p2, s); !st.ok()) return st;
+        if (k2 == "tombstones") {
+          if (s == "block") cfg.tombstones = EngineConfig::Tombstones::kBlock;
+          else if (s == "consent") cfg.tombstones = EngineConfig::Tombstones::kConsent;
+          else return Bad(p2, "expected \"block\" or \"consent\"");
+        } else if (k2 == "consent_event") {
+          if (s.empty()) return Bad(p2, "expected an event type");
+          cfg.consent_event = std::move(s);
+        } else {
+          return Bad(p2, "unknown key");
+        }
       }
     } else if (key == "durability") {
       dom::object d;

@@ -5,8 +5,11 @@
 // negative), so one unsigned comparison orders any numeric kind, and the bit-sliced index
 // (slice i = the persons whose encoding has bit i set) answers ranges with O'Neil's
 // algorithm: one pass from the top bit, a few bitmap operations per bit that matters.
+#include <algorithm>
 #include <bit>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "bitmap_io.hpp"
 #include "snapshot.hpp"
@@ -39,7 +42,9 @@ std::string_view ShapeName(Shape s) {
 
 namespace {
 constexpr uint64_t kSign = uint64_t{1} << 63;
-}
+// How a wiped list is saved: code 0 (null) is in no list.
+const std::vector<uint32_t> kDeadList = {0};
+}  // namespace
 
 uint64_t Column::Encode(const Value& v) {
   if (v.kind == ValueKind::kDouble) {
@@ -86,7 +91,7 @@ uint32_t Column::CodeOf(const Value& v, bool intern) {
 }
 
 Value Column::CodeValue(uint32_t c) const {
-  if (c == 0) return Value();
+  if (c == 0 || code_kind[c - 1] == ValueKind::kNull) return Value();
   if (code_kind[c - 1] == ValueKind::kBool) return Value::Bool(strings[c - 1] == "true");
   return Value::String(strings[c - 1]);
 }
@@ -246,6 +251,43 @@ uint64_t Column::bytes() const {
   return b;
 }
 
+// --- erasure ---
+
+void WipeString(std::string& s) {
+  s.resize(s.capacity());
+  // explicit_bzero: a memset before the free below is a dead store the compiler may drop.
+  explicit_bzero(s.data(), s.size());
+  std::string().swap(s);
+}
+
+uint32_t Column::WipeUnheld() {
+  if (shape == Shape::kNumber) return 0;
+  uint32_t wiped = 0;
+  if (shape == Shape::kList) {
+    std::vector<uint8_t> held(lists.size() + 1);
+    for (uint32_t id : list) held[id] = 1;
+    for (uint32_t id = 1; id <= lists.size(); ++id) {
+      List& l = lists[id - 1];
+      if (held[id] || l.dead) continue;
+      list_index.erase(std::string(reinterpret_cast<const char*>(l.codes.data()), l.codes.size() * sizeof(uint32_t)));
+      std::vector<uint32_t>().swap(l.codes);
+      l.values.reset();
+      l.dead = true;
+    }
+  }
+  // An item's bitmap follows the slots' lists, so it says whether any held list has it.
+  for (uint32_t c = 1; c < by_code.size(); ++c) {
+    if (code_kind[c - 1] != ValueKind::kString || !by_code[c].isEmpty()) continue;
+    std::string& text = strings[c - 1];
+    string_codes.erase(std::string_view(text));  // before the bytes it hashes go
+    WipeString(text);
+    code_kind[c - 1] = ValueKind::kNull;
+    ++dead;
+    ++wiped;
+  }
+  return wiped;
+}
+
 // --- snapshots ---
 
 namespace {
@@ -277,7 +319,10 @@ void Column::Save(snap::Writer& w) const {
     case Shape::kList:
       w.Vec(list);
       w.U64(lists.size());
-      for (const List& l : lists) w.Vec(l.codes);
+      for (const List& l : lists) {
+        if (l.dead) w.Vec(kDeadList);
+        else w.Vec(l.codes);
+      }
       break;
   }
 }
@@ -298,6 +343,13 @@ bool Column::Load(snap::Reader& r, uint32_t slots) {
     const auto k = static_cast<ValueKind>(r.U8());
     const std::string_view text = r.Str();
     if (!r.ok()) return false;
+    if (k == ValueKind::kNull) {  // wiped
+      if (!text.empty()) return fail(Cat("wiped value ", i + 1, " of a column has bytes"));
+      strings.emplace_back();
+      code_kind.push_back(k);
+      ++dead;
+      continue;
+    }
     if (k != ValueKind::kString && k != ValueKind::kBool)
       return fail(Cat("value ", i + 1, " of a column has kind ", static_cast<int>(k)));
     strings.emplace_back(text);
@@ -307,8 +359,11 @@ bool Column::Load(snap::Reader& r, uint32_t slots) {
       return fail(Cat("value \"", text, "\" appears twice in a column"));
   }
   by_code.resize(n ? n + 1 : 0);
-  for (uint64_t c = 1; c <= n; ++c)
+  for (uint64_t c = 1; c <= n; ++c) {
     if (!LoadBitmap(r, by_code[c])) return false;
+    if (code_kind[c - 1] == ValueKind::kNull && !by_code[c].isEmpty()) return fail("a wiped value's bitmap holds slots");
+  }
+  auto wiped = [&](uint32_t c) { return c != 0 && code_kind[c - 1] == ValueKind::kNull; };
 
   // Codes and list ids index strings and lists: each is checked once here, so that no
   // later read steps outside them.
@@ -326,7 +381,9 @@ bool Column::Load(snap::Reader& r, uint32_t slots) {
   };
   switch (shape) {
     case Shape::kCategory:
-      return r.Vec(code) && check_ids(code, n, "value code");
+      if (!r.Vec(code) || !check_ids(code, n, "value code")) return false;
+      if (dead && std::any_of(code.begin(), code.end(), wiped)) return fail("a slot holds a wiped value");
+      return true;
     case Shape::kNumber:
       if (!r.Vec(enc) || !LoadBitmap(r, exists)) return false;
       for (Bitmap& b : slices)
@@ -341,13 +398,20 @@ bool Column::Load(snap::Reader& r, uint32_t slots) {
     case Shape::kList: {
       if (!r.Vec(list)) return false;
       const uint64_t count = r.Count(8);  // a length each
+      bool dead_lists = false;
       for (uint64_t i = 0; i < count; ++i) {
         List l;
         if (!r.Vec(l.codes)) return false;
+        if (l.codes == kDeadList) {
+          l.codes.clear();
+          l.dead = dead_lists = true;
+          lists.push_back(std::move(l));
+          continue;
+        }
         l.values = std::make_unique<Value[]>(l.codes.size());
         for (size_t j = 0; j < l.codes.size(); ++j) {
-          if (l.codes[j] == 0 || l.codes[j] > n)
-            return fail(Cat("a list holds value code ", l.codes[j], " in a column of ", n));
+          if (l.codes[j] == 0 || l.codes[j] > n || wiped(l.codes[j]))
+            return fail(Cat("a list holds value code ", l.codes[j], " in a column of ", n, ", or a wiped one"));
           l.values[j] = CodeValue(l.codes[j]);
         }
         std::string key(reinterpret_cast<const char*>(l.codes.data()), l.codes.size() * sizeof(uint32_t));
@@ -355,7 +419,10 @@ bool Column::Load(snap::Reader& r, uint32_t slots) {
         if (!list_index.try_emplace(std::move(key), static_cast<uint32_t>(lists.size())).second)
           return fail("a list appears twice in a column");
       }
-      return r.ok() && check_ids(list, lists.size(), "list id");
+      if (!r.ok() || !check_ids(list, lists.size(), "list id")) return false;
+      if (dead_lists && std::any_of(list.begin(), list.end(), [&](uint32_t id) { return id && lists[id - 1].dead; }))
+        return fail("a slot holds a wiped list");
+      return true;
     }
   }
   return fail("a column of an unknown shape");

@@ -930,6 +930,26 @@ void TagEngine::Update(int64_t now) {
   }
 }
 
+uint32_t TagEngine::Forget(std::span<const uint64_t> oneids) {
+  uint32_t n = 0;
+  for (uint64_t id : oneids) {
+    const int64_t slot = store_.SlotOf(id);
+    if (slot < 0) continue;
+    Clear(static_cast<uint32_t>(slot));
+    ++n;
+  }
+  for (uint32_t t : order_) columns_[t]->WipeUnheld();
+  // Stale entries would surface and be dropped by Advance anyway, so removing them
+  // changes no outcome; a cleared slot's entries are among them.
+  std::erase_if(heap_, [&](const std::pair<int64_t, uint32_t>& e) {
+    return e.second >= due_.size() || due_[e.second] != e.first;
+  });
+  std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
+  // The last evaluation's texts (an rfm group, an import's JSON) may be the person's.
+  for (std::string& s : scratch_->texts) tags::WipeString(s);
+  return n;
+}
+
 void TagEngine::StatesChanged(const std::vector<uint64_t>& oneids, int64_t now) {
   std::vector<uint8_t> dirty(order_.size());
   bool any = false;
@@ -990,7 +1010,7 @@ std::string TagEngine::CatalogJson() const {
     for (uint32_t dep : d.reads.tags) w.String(defs_[dep]->name);
     w.EndArray();
     w.Key("persons").Uint(c.with_value);
-    if (d.shape != Shape::kNumber) w.Key("values").Uint(c.strings.size());
+    if (d.shape != Shape::kNumber) w.Key("values").Uint(c.strings.size() - c.dead);
     if (d.kind == Kind::kRfm) {
       w.Key("cuts").BeginObject();
       static constexpr std::string_view kShort[3] = {"r", "f", "m"};

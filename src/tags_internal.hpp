@@ -29,10 +29,13 @@ struct Column {
   Shape shape = Shape::kCategory;
   ValueKind kind = ValueKind::kString;  // number: the kind of every value; else informative
 
-  // Category and list items: values by code (code 0 is null), a bitmap per code.
+  // Category and list items: values by code (code 0 is null), a bitmap per code. Erasure
+  // wipes values no slot holds: the code stays, dead (kNull, "", an empty bitmap, in no
+  // index), so the others keep theirs; the same text later gets a new code.
   std::vector<uint32_t> code;           // category: by slot
   std::deque<std::string> strings;      // code - 1 → text (bool codes: "false", "true")
-  std::vector<ValueKind> code_kind;     // code - 1 → kString or kBool
+  std::vector<ValueKind> code_kind;     // code - 1 → kString, kBool, or kNull (wiped)
+  uint32_t dead = 0;                    // wiped codes
   absl::flat_hash_map<std::string_view, uint32_t> string_codes, bool_codes;  // views into strings
   std::vector<Bitmap> by_code;          // code → slots (index 0 unused)
 
@@ -41,11 +44,13 @@ struct Column {
   Bitmap exists;
   std::array<Bitmap, 64> slices;
 
-  // List: a list id per slot (0: null); lists interned by their item codes.
+  // List: a list id per slot (0: null); lists interned by their item codes. A wiped list
+  // keeps its id, dead, with no items and in no index.
   std::vector<uint32_t> list;
   struct List {
     std::vector<uint32_t> codes;
     std::unique_ptr<Value[]> values;
+    bool dead = false;
   };
   std::vector<List> lists;  // id - 1 → list
   absl::flat_hash_map<std::string, uint32_t> list_index;
@@ -68,9 +73,15 @@ struct Column {
   // Number columns: the slots whose encoded value lies in [lo, hi].
   Bitmap Range(uint64_t lo, uint64_t hi) const;
   uint64_t bytes() const;
+  // Erasure: wipes the string values no slot holds (their bitmap is empty), overwriting
+  // the text, and in a list column the lists no slot holds. Returns the values wiped.
+  // (Linear in the codes, and for a list column in the slots: no value moves, so no
+  // index is rebuilt.)
+  uint32_t WipeUnheld();
 
   // Snapshots: everything but what Load rebuilds from it (the code and list indexes, the
-  // lists' values, with_value).
+  // lists' values, with_value, dead). A wiped code is saved with kind kNull and no text, a
+  // wiped list as the one-item list of code 0.
   void Save(snap::Writer& w) const;
   // Into a fresh column whose shape and kind its definition set (the saved ones must be
   // the same); every slot must be below slots. False (and r failed) when the bytes do not
@@ -80,6 +91,9 @@ struct Column {
   static uint64_t Encode(const Value& v);
   Value Decode(uint64_t e) const;
 };
+
+// Overwrites a string's bytes, spare capacity included, and empties it (erasure).
+void WipeString(std::string& s);
 
 // What an expression (or a part of its JSON AST) reads.
 struct ReadSet {

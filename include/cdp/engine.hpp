@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cdp/expr.hpp"
@@ -134,6 +135,17 @@ class Engine {
   // passes durability.snapshot_log_bytes (at the start of the next write).
   absl::StatusOr<std::string> Snapshot();
 
+  // Erasure (PIPL deletion; docs/guarantees.md): forgets the persons a request names
+  // ({"oneids":[...]} and/or {"identifiers":[{"type","value"}]}, "compact": true) in
+  // every layer, keeps keyed hashes of their identifiers so later records carrying them
+  // are refused, and (compact, persistent engines) snapshots and removes every older
+  // file. Returns {"forgotten":[{"oneid","identifiers","absorbed"}],"not_found":[...],
+  // "feed":{"from","to"},"snapshot":{...}|null,"erasure_pending":bool}. NotFound when
+  // the request names no live person.
+  absl::StatusOr<std::string> Forget(std::string_view request_json);
+  // Access request: everything held about a person as one JSON document.
+  absl::StatusOr<std::string> ExportPerson(uint64_t oneid) const;
+
   std::string FeedJson(uint64_t cursor, uint32_t limit) const;
   // Drops feed events below cursor (logged only when it drops something).
   absl::Status TrimFeed(uint64_t cursor);
@@ -191,8 +203,15 @@ class Engine {
   // definitions, installs the config's tags and lifecycle.
   absl::Status OpenLayers(bool definitions);
   // Snapshots (src/snapshot.hpp): every layer's Save/Load, in a fixed order.
-  void SaveState(snap::Writer& w) const;
+  // erasure: the snapshot completes an erasure (nothing older may remain; see RemoveOlder).
+  void SaveState(snap::Writer& w, bool erasure) const;
   absl::Status LoadState(snap::Reader& r);
+  // Removes every snapshot and log segment older than seq, and temp files: after an
+  // erasure, the files that may still hold what was forgotten.
+  absl::Status RemoveOlder(uint64_t seq, std::vector<std::string>& removed);
+  // Takes the identifiers of forgotten persons out of a parsed batch (and, under
+  // privacy.tombstones "consent", lifts the tombstones a consent event names).
+  void DropForgotten(Batch& b);
   // Feeds one record, just filed on oneid, to the lifecycle.
   void FeedLifecycle(const Batch& b, const Record& r, uint64_t oneid);
   // Re-evaluates the tags that read state.* for the persons the lifecycle moved.

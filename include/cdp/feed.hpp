@@ -3,6 +3,10 @@
 // A CRM mirrors persons in its own tables; the feed tells it when to create, merge or
 // split rows, and why. Events are small fixed records (identifiers are referenced by node,
 // OneIDs by value); rendering to JSON happens on read. The host trims what it consumed.
+//
+// A person forgotten on request must not live on in the feed either: Erase turns the
+// events about it into `erased` in place, keeping only their sequence number and time,
+// so the cursors hosts hold stay valid and the feed keeps its order.
 #pragma once
 
 #include <algorithm>
@@ -42,6 +46,8 @@ struct FeedEvent {
     kTierChanged,     // {"tiers","from","to","reason"}
     kJourney,         // {"journey","event","step","reason"}
     kIntent,          // {"id","journey"|"machine","action","status"}
+    kPersonForgotten, // a: the OneID forgotten on request; count: identifiers forgotten
+    kErased,          // an event about a forgotten person (Feed::Erase): seq and ts only
   };
   uint64_t seq = 0;
   Kind kind{};
@@ -90,6 +96,21 @@ class Feed {
     while (text_base_ < keep_from && !texts_.empty()) { texts_.pop_front(); ++text_base_; }
   }
   const std::string& text(uint32_t i) const { return texts_[i - text_base_]; }
+  // Turns every retained event pred(const FeedEvent&) matches into kErased in place and
+  // returns how many: seq and ts stay (cursors stay valid, the feed stays in time order),
+  // every other field is cleared, and the event's text is overwritten and emptied (its
+  // slot stays, since texts are addressed by position), so Save writes none of it.
+  // Erased events are not offered to pred again.
+  template <typename P>
+  uint64_t Erase(P&& pred) {
+    uint64_t n = 0;
+    for (FeedEvent& e : events_)
+      if (e.kind != FeedEvent::Kind::kErased && pred(static_cast<const FeedEvent&>(e))) {
+        EraseEvent(e);
+        ++n;
+      }
+    return n;
+  }
   // A retained event by sequence number, or nullptr.
   FeedEvent* At(uint64_t seq) {
     uint64_t first = next_ - events_.size();
@@ -108,6 +129,7 @@ class Feed {
 
  private:
   static constexpr uint32_t kNoText = 0xFFFFFFFFu;
+  void EraseEvent(FeedEvent& e);
   std::deque<FeedEvent> events_;
   std::deque<std::string> texts_;
   uint64_t text_base_ = 0;  // index of texts_.front()

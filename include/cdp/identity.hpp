@@ -21,6 +21,11 @@
 // then anchor priority) keeps its OneID and the absorbed one redirects to it forever; a
 // split gives the side holding the anchor the old OneID, and a side that regains an
 // absorbed person's anchor gets that person's OneID back.
+//
+// Forget (erasure on request) is the one true deletion: the person's identifiers leave
+// the index and their values are overwritten, its evidence and rules go, and its OneIDs
+// are retired for good. The node and link ids stay taken (feed events and snapshots
+// address them by position), holding nothing.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +56,7 @@ enum class LinkState : uint8_t { kActive, kRefused, kRemoved };
 std::string_view LinkRuleName(LinkRule r);
 
 struct Node {
-  const char* str;        // normalised value, in the graph's arena
+  const char* str;        // normalised value, in the graph's arena (null once forgotten)
   uint16_t len;
   uint16_t type;
   uint8_t flags;
@@ -167,6 +172,41 @@ class IdentityGraph {
   // Splits side off its person. side must be a non-empty proper subset of one person.
   std::vector<uint64_t> Split(const std::vector<NodeId>& side, uint64_t& rule_id);
 
+  // Erasure. Forget(n) removes the whole person n belongs to (n must be Live; otherwise
+  // nothing changes and the result is empty, oneid 0), with no rebuild, since the whole
+  // component goes, and no feed event (the caller announces it and erases the feed's
+  // earlier events about the person: they name what the result lists):
+  // - its identifiers, and the removed identifiers whose remaining evidence led only to
+  //   it (FormerIdentifiers), leave the index (Find: kNoNode; a later record carrying one
+  //   makes a new node), their values are overwritten and their nodes hold nothing;
+  // - every link touching them is unlinked from the other end, dropped from the dedupe
+  //   index and the conflicts, and overwritten (its record, time and source are gone);
+  // - manual rules with an end among them go (their notes overwritten); never_link ends
+  //   on other persons lose the rule;
+  // - identifiers once refused with the person stop counting it towards quarantine;
+  // - its OneID and every OneID that redirected to it are retired: Canonical gives 0,
+  //   PersonAnchor kNoNode, and no later person is given one of them (a person anchored
+  //   on the same value again gets the next OneID of the collision sequence).
+  // Linear in the person, plus a pass over the refusal counts, the conflicts, the rules,
+  // the free person slots and the redirects (one per step of the longest redirect chain
+  // ending at the person); about 20-50 ms at a million persons with 285K refusal counts.
+  // Deterministic.
+  struct Forgotten {
+    uint64_t oneid = 0;             // the person's OneID
+    std::vector<uint64_t> oneids;   // it and the OneIDs that redirected to it, sorted
+    std::vector<NodeId> nodes;      // identifiers forgotten (members and former), sorted
+    uint32_t identifiers = 0;       // of which the person's live identifiers
+    std::vector<uint32_t> links;    // evidence removed, sorted
+    std::vector<uint64_t> rules;    // manual rules removed, sorted
+  };
+  Forgotten Forget(NodeId n);
+  // The removed identifiers Forget(n) takes along, sorted: dead (not quarantined) nodes
+  // joined to n's person by evidence, directly or through other removed identifiers,
+  // whose evidence reaches no one else (only the person's records carried them). They are
+  // treated as members: their rules go too. For a caller that must read their values
+  // (tombstones) before they are overwritten.
+  std::vector<NodeId> FormerIdentifiers(NodeId n) const;
+
   // Manual rules. Node creation for unknown identifiers goes through Intern.
   NodeId Intern(uint32_t type, std::string_view normalized, int64_t ts, uint32_t source);
   enum class RuleResult { kOk, kConflict };
@@ -183,16 +223,18 @@ class IdentityGraph {
   const Link& link(uint32_t i) const { return links_[i]; }
   size_t node_count() const { return nodes_.size(); }
 
+  // links counts link ids handed out, forgotten ones included; forgotten counts persons.
   struct Counts {
-    uint64_t persons, identifiers, links, conflicts, quarantined, redirects;
+    uint64_t persons, identifiers, links, conflicts, quarantined, redirects, forgotten;
   };
   Counts counts() const;
   // Bytes held, by structure: {"nodes", n}, ...
   std::vector<std::pair<std::string, uint64_t>> Memory() const;
 
   // Snapshots (src/snapshot.hpp): nodes, links and persons as flat arrays, the identifier
-  // values in node order, the OneID and redirect tables, refusals, quarantine and rules.
-  // The two hash indexes (identifiers, link dedupe) are rebuilt on load, not saved.
+  // values in node order, the OneID and redirect tables, refusals, quarantine and rules,
+  // the retired OneIDs. The two hash indexes (identifiers, link dedupe) are rebuilt on
+  // load, not saved. Forgotten nodes and links are saved empty: no byte of what they held.
   void Save(snap::Writer& w) const;
   // Into a graph freshly constructed over the same config, whose identifier types (those
   // records registered too) are already restored. Emits no feed events. DataLoss when

@@ -23,10 +23,13 @@
 // State is kept per OneID, so merges are explicit: counters add, tiers take the higher,
 // monotonic stages the furthest, and of two instances of one journey the earlier one stays
 // (the other is cancelled, with the reason in the feed). A person split off starts afresh.
+// Forget erases a person (the engine's forget): their state, timers and intents go, and
+// their text with them, from memory and from what Save writes.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,6 +94,28 @@ class Lifecycle : public StateReader {
   void OnEvent(const LifeEvent& e);
   void OnMerge(uint64_t survivor, uint64_t absorbed, int64_t now);
   void OnSplit(uint64_t kept, uint64_t left, int64_t now);
+  // Erasure (the engine's forget): everything the lifecycle holds for the live person
+  // oneid goes — machine states and history, the loyalty account (lots with their order
+  // references, growth, caps, tier and override), journey tracks with their deferred
+  // intents, the frequency-cap send log, pending timers, and every outbox intent of the
+  // person, acknowledged or not. Intents decided before a merge carry the absorbed
+  // person's OneID: pass every OneID that redirects to oneid as merged (the lifecycle
+  // keeps no redirects). Text held for the person alone (order references, payloads,
+  // idempotency keys, operators' reasons no remaining lot names) is overwritten in
+  // memory, and Save writes none of it.
+  //
+  // What stays, holding nothing of the person: the person's index slot (empty, never
+  // reused, as a merged-away person's), the outbox ids of its intents (empty acknowledged
+  // entries until they reach the front, since ids are positions), and the counters that
+  // count decisions rather than persons (journey and outbox totals, backward moves
+  // refused, the lot and generation sequences): hosts reconcile against them, and they
+  // say how many, never who. Counts of persons (per state, members, a journey's persons
+  // and active instances) go down. The feed's events are the feed's to forget.
+  //
+  // Emits no feed event, and what anyone else reads is unchanged (timers of persons merged
+  // away, which could never fire, go too); deterministic, so the log replays it. Returns
+  // false, changing nothing, when the lifecycle holds nothing for the person.
+  bool Forget(uint64_t oneid, std::span<const uint64_t> merged = {});
   struct AdvanceStats {
     uint64_t fired = 0;        // timers that came due
     uint64_t transitions = 0;  // state changes (machines and tiers)

@@ -47,6 +47,7 @@ enum class Rejection : uint8_t {
   kQuarantined,  // the identifier was quarantined for causing refused unions
   kUnknownType,  // the type is not configured and unknown types are refused
   kOverLimit,    // more identifiers in one record than limits.max_ids_per_record
+  kForgotten,    // the identifier of a person forgotten on request (a tombstone holds it)
   kCount_
 };
 std::string_view RejectionName(Rejection r);
@@ -153,6 +154,11 @@ struct EngineConfig {
   double match_threshold = 1.0;     // weighted matching of weak identifiers
   uint32_t quarantine_after = 20;   // distinct persons refused before quarantine
   uint64_t oneid_seed = 0;          // mixes into OneID derivation
+  // privacy: forgotten identifiers. Tombstones block them for good ("block"), or until a
+  // record carrying one has an event of type consent_event ("consent").
+  enum class Tombstones : uint8_t { kBlock, kConsent };
+  Tombstones tombstones = Tombstones::kBlock;
+  std::string consent_event = "consent";
   Limits limits;
   ProfileConfig profile;
   SyncPolicy sync = SyncPolicy::kBatch;  // durability.sync; in-memory engines ignore it

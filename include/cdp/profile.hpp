@@ -25,8 +25,10 @@
 // back to the events, which are all kept.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,13 +48,25 @@ class NameTable;
 namespace snap { class Writer; class Reader; }
 
 // Interned strings: an id per distinct string, and views that stay valid forever.
+//
+// Erasure wipes strings: their bytes are overwritten and they leave the index, but the id
+// stays, dead, reading as "", so every other id keeps its meaning; interning the same text
+// again gives it a new id.
 class StringPool {
  public:
   uint32_t Intern(std::string_view s);
   std::string_view Get(uint32_t id) const { return views_[id]; }
   uint32_t size() const { return static_cast<uint32_t>(views_.size()); }
   uint64_t bytes() const;
-  // Snapshots (src/snapshot.hpp): the strings in id order. Load into an empty pool.
+  // Wipes these strings (ascending ids; dead and empty ones are skipped). No view of them
+  // may be in use.
+  void Wipe(const std::vector<uint32_t>& ids);
+  // (Only "" needs the search: a dead string reads as "".)
+  bool Dead(uint32_t id) const {
+    return views_[id].empty() && std::binary_search(dead_.begin(), dead_.end(), id);
+  }
+  // Snapshots (src/snapshot.hpp): the dead ids, then the strings in id order (dead ones
+  // empty). Load into an empty pool.
   void Save(snap::Writer& w) const;
   void Load(snap::Reader& r);
 
@@ -63,6 +77,7 @@ class StringPool {
   size_t chunk_used_ = 0, chunk_size_ = 0;
   std::vector<std::string_view> views_;
   absl::flat_hash_map<std::string_view, uint32_t> index_;
+  std::vector<uint32_t> dead_;  // ascending
 };
 
 // An attribute or property value as stored: 16 bytes, strings and lists by pool id.
@@ -73,6 +88,7 @@ struct Stored {
 };
 
 // Interned lists of strings (list attributes), materialised as Values for expressions.
+// Erasure wipes lists as StringPool wipes strings: a dead id reads as the empty list.
 class ListPool {
  public:
   uint32_t Intern(const std::vector<uint32_t>& string_ids, const StringPool& strings);
@@ -83,7 +99,13 @@ class ListPool {
     return Value::List(l.values.get(), static_cast<uint32_t>(l.ids.size()));
   }
   uint64_t bytes() const;
-  // Snapshots: the lists in id order. Load into an empty pool, after its strings.
+  // Wipes these lists (ascending ids; dead ones are skipped).
+  void Wipe(const std::vector<uint32_t>& ids);
+  bool Dead(uint32_t id) const {
+    return lists_[id].ids.empty() && std::binary_search(dead_.begin(), dead_.end(), id);
+  }
+  // Snapshots: the dead ids, then the lists in id order (dead ones empty). Load into an
+  // empty pool, after its strings.
   void Save(snap::Writer& w) const;
   void Load(snap::Reader& r, const StringPool& strings);
 
@@ -94,6 +116,7 @@ class ListPool {
   };
   std::vector<List> lists_;
   absl::flat_hash_map<std::string, uint32_t> index_;  // key: the ids' bytes
+  std::vector<uint32_t> dead_;  // ascending
 };
 
 // The record an event or observation came from, reduced to what decides its owner.
@@ -216,6 +239,16 @@ class ProfileStore final : public Names {
   void Flush();
   // Drops every fact a source contributed (cdp_source_remove); false if it had none.
   bool DropSource(uint32_t source);
+  // Erasure (PIPL): drops these persons' profiles (redirects followed) whole: attribute
+  // observations, events and their properties, day counters, identifier sets. Their slots
+  // are freed as a merge frees one (TakeChanges reports them) and their arrays overwritten;
+  // then every string and list no remaining profile refers to is wiped (the persons'
+  // values, the values they had before, and any other leftovers), so neither memory nor
+  // Save holds a value only they had. One pass over the store per call, whatever the
+  // number of persons: forget several at once. Names (attributes, event types, property
+  // keys) stay: they are the schema. Returns how many of the persons had a profile.
+  uint32_t Forget(std::span<const uint64_t> oneids);
+  bool Forget(uint64_t oneid) { return Forget(std::span<const uint64_t>(&oneid, 1)) != 0; }
   // Hands over (and forgets) what changed since the last call: changed profiles by slot,
   // ascending, and the slots freed (their persons merged away or left without facts). A
   // freed slot may be reused by a new profile, so consumers clear freed slots first.

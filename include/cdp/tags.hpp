@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,17 @@ class TagEngine {
   // Brings the tags of the persons whose profiles changed up to date (ProfileStore's
   // changes) at now. Writers call it after every change to the profiles.
   void Update(int64_t now);
+  // Erasure (PIPL): clears these persons' tags (redirects followed) and drops every tag
+  // value and list that no person holds any longer, overwriting it, so neither memory nor
+  // Save keeps a value only they had (their current values, the ones they had before, and
+  // any other leftovers); pending re-evaluations no slot waits for go too, since a due
+  // time is derived from the person's data. Evaluates nothing and emits no feed event.
+  // Update alone would clear the slots that ProfileStore::Forget frees, but not the
+  // values. Call it before ProfileStore::Forget (persons are found through the store),
+  // or after the Update that follows it: the state is the same. Linear in the columns
+  // and slots. Returns how many of the persons had a profile.
+  uint32_t Forget(std::span<const uint64_t> oneids);
+
   // Re-evaluates the persons whose earliest valid_until is <= now, at now.
   struct AdvanceStats {
     uint64_t persons = 0, changed = 0;

@@ -1,7 +1,15 @@
 // Fuzz target: random sequences of API calls (ingest, remove identifier, remove source,
-// split, manual rules) over a small universe of identifiers, with the graph's invariants
-// checked after every call: every identifier a person lists resolves to that person, the
-// person count equals the distinct OneIDs, and never_link rules hold.
+// split, manual rules, forget) over a small universe of identifiers, with the graph's
+// invariants checked after every call: every identifier a person lists resolves to that
+// person and no other lists it, the person count equals the distinct OneIDs, never_link
+// rules hold, and what was forgotten stays gone: its identifiers resolve to nothing, its
+// OneIDs answer not found and are never reused, no rule names it, and a later record or
+// rule carrying one of its identifiers is refused.
+//
+// Input: a byte per call, then the call's operands. Bytes 0xFA to 0xFD are forget (carved
+// out of the other calls' values that no older corpus file uses as a call, so those files
+// keep their meaning); any other byte b is call b % 8, with b / 8 choosing among variants.
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -30,6 +38,15 @@ std::pair<std::string, std::string> Ident(uint8_t b) {
   }
 }
 
+// What forget took: "type:value" of each identifier (the person's, and the removed ones
+// only its records carried: IdentityGraph::FormerIdentifiers), and the OneIDs.
+struct Forgotten {
+  std::set<std::string> idents;
+  std::vector<uint64_t> oneids;
+  bool Has(const std::string& type, const std::string& value) const { return idents.count(type + ":" + value) > 0; }
+};
+
+// Every listed identifier ("type:value") and the OneID of the one person listing it.
 std::map<std::string, uint64_t> Layout(cdp::Engine& e) {
   std::map<std::string, uint64_t> out;
   uint64_t cursor = 0;
@@ -40,22 +57,33 @@ std::map<std::string, uint64_t> Layout(cdp::Engine& e) {
       uint64_t id = p["oneid"].get_uint64().value_unsafe();
       simdjson::dom::array idents = p["identifiers"].get_array().value_unsafe();
       for (auto i : idents)
-        out[std::string(i["type"].get_string().value_unsafe()) + ":" +
-            std::string(i["value"].get_string().value_unsafe())] = id;
+        FUZZ_CHECK(out.emplace(std::string(i["type"].get_string().value_unsafe()) + ":" +
+                                   std::string(i["value"].get_string().value_unsafe()),
+                               id)
+                       .second);
     }
     cursor = page.U("next");
   } while (cursor != 0);
   return out;
 }
 
-void CheckInvariants(cdp::Engine& e) {
+void CheckInvariants(cdp::Engine& e, const Forgotten& gone) {
   auto layout = Layout(e);
   std::set<uint64_t> distinct;
   for (auto& [ident, oneid] : layout) {
     auto c = ident.find(':');
     auto r = e.Resolve(ident.substr(0, c), ident.substr(c + 1));
     FUZZ_CHECK(r.ok() && *r == oneid);
+    FUZZ_CHECK(!gone.idents.count(ident));
     distinct.insert(oneid);
+  }
+  for (const std::string& ident : gone.idents) {
+    auto c = ident.find(':');
+    FUZZ_CHECK(!e.Resolve(ident.substr(0, c), ident.substr(c + 1)).ok());
+  }
+  for (uint64_t oneid : gone.oneids) {
+    FUZZ_CHECK(!distinct.count(oneid));
+    FUZZ_CHECK(e.PersonIdentifiers(oneid, false).status().code() == absl::StatusCode::kNotFound);
   }
   cdpfuzz::Json stats(e.StatsJson());
   FUZZ_CHECK(stats.U("persons") == distinct.size());
@@ -66,6 +94,61 @@ void CheckInvariants(cdp::Engine& e) {
     std::string a(r["a"].get_string().value_unsafe()), b(r["b"].get_string().value_unsafe());
     if (layout.count(a) && layout.count(b)) FUZZ_CHECK(layout[a] != layout[b]);
   }
+  for (auto r : list) {
+    FUZZ_CHECK(!gone.idents.count(std::string(r["a"].get_string().value_unsafe())));
+    FUZZ_CHECK(!gone.idents.count(std::string(r["b"].get_string().value_unsafe())));
+  }
+}
+
+// Forgets the person an identifier names, by that identifier or by the person's OneID
+// (by_oneid; when nobody has the identifier, a OneID forgotten before, if any). Exactly
+// that person goes; NotFound, changing nothing, when there is no such live person.
+void Forget(cdp::Engine& e, Forgotten& gone, std::vector<uint64_t>& rules, const std::string& type,
+            const std::string& value, bool by_oneid) {
+  const auto before = Layout(e);
+  const auto live = e.Resolve(type, value);
+  std::string request;
+  if (by_oneid && (live.ok() || !gone.oneids.empty()))
+    request = "{\"oneids\":[" + std::to_string(live.ok() ? *live : gone.oneids.back()) + "]}";
+  else
+    request = "{\"identifiers\":[{\"type\":\"" + type + "\",\"value\":\"" + value + "\"}]}";
+  std::vector<std::string> former;
+  if (live.ok())
+    for (cdp::NodeId n : e.graph().FormerIdentifiers(e.graph().PersonAnchor(*live))) former.push_back(e.Display(n, false));
+  auto r = e.Forget(request);
+  if (!live.ok()) {
+    FUZZ_CHECK(r.status().code() == absl::StatusCode::kNotFound);
+    FUZZ_CHECK(Layout(e) == before);
+    return;
+  }
+  FUZZ_CHECK(r.ok());
+  std::map<std::string, uint64_t> rest;
+  uint64_t listed = 0;
+  for (const auto& [ident, oneid] : before) {
+    if (oneid != *live) {
+      rest.emplace(ident, oneid);
+    } else {
+      gone.idents.insert(ident);
+      ++listed;
+    }
+  }
+  FUZZ_CHECK(Layout(e) == rest);  // everyone else as they were
+  gone.idents.insert(former.begin(), former.end());
+  cdpfuzz::Json j(*r);
+  simdjson::dom::array persons = j.root["forgotten"].get_array().value_unsafe();
+  FUZZ_CHECK(persons.size() == 1);
+  simdjson::dom::element p = persons.at(0).value_unsafe();
+  FUZZ_CHECK(p["oneid"].get_uint64().value_unsafe() == *live);
+  FUZZ_CHECK(p["identifiers"].get_uint64().value_unsafe() == listed);
+  gone.oneids.push_back(*live);
+  simdjson::dom::array absorbed = p["absorbed"].get_array().value_unsafe();
+  for (auto a : absorbed) gone.oneids.push_back(a.get_uint64().value_unsafe());
+  // The manual rules that named the person went with it.
+  cdpfuzz::Json active(e.RulesJson());
+  std::set<uint64_t> kept;
+  simdjson::dom::array listed_rules = active.root["rules"].get_array().value_unsafe();
+  for (auto x : listed_rules) kept.insert(x["id"].get_uint64().value_unsafe());
+  rules.erase(std::remove_if(rules.begin(), rules.end(), [&](uint64_t id) { return !kept.count(id); }), rules.end());
 }
 
 }  // namespace
@@ -76,21 +159,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cdp::Engine& e = *engine;
   Bytes in{data, size};
   std::vector<uint64_t> rules;
+  Forgotten gone;
   while (in.n) {
     uint8_t op = in.Next();
+    if (op >= 0xFA && op <= 0xFD) {
+      auto [t, v] = Ident(in.Next());
+      Forget(e, gone, rules, t, v, op & 1);
+      CheckInvariants(e, gone);
+      continue;
+    }
     switch (op % 8) {
       case 0: case 1: case 2: case 3: {  // a batch of one to three records
         std::string batch;
+        uint64_t refused = 0;  // records carrying a forgotten identifier
         for (int r = 0, records = 1 + op / 8 % 3; r < records; ++r) {
           std::string ids;
+          bool carries = false;
           for (int k = 0, count = 1 + in.Next() % 3; k < count; ++k) {
             auto [t, v] = Ident(in.Next());
             ids += (ids.empty() ? "\"" : ",\"") + t + "\":\"" + v + "\"";
+            carries |= gone.Has(t, v);
           }
-          batch += "{\"source\":\"s" + std::to_string(in.Next() % 3) + "\",\"ts\":" +
-                   std::to_string(in.Next()) + ",\"ids\":{" + ids + "}}\n";
+          refused += carries;
+          // Named, so that every compiler reads the source before the time.
+          const uint8_t source = in.Next() % 3, ts = in.Next();
+          batch += "{\"source\":\"s" + std::to_string(source) + "\",\"ts\":" + std::to_string(ts) + ",\"ids\":{" +
+                   ids + "}}\n";
         }
-        FUZZ_CHECK(e.IngestNdjson(batch, true).ok());
+        auto report = e.IngestNdjson(batch, true);
+        FUZZ_CHECK(report.ok());
+        cdpfuzz::Json j(*report);
+        FUZZ_CHECK(j.U("rejected") == refused);
         break;
       }
       case 4: {
@@ -111,6 +210,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto [ta, va] = Ident(in.Next());
         auto [tb, vb] = Ident(in.Next());
         auto r = e.AddRule(op / 8 % 2 ? "never_link" : "force_link", ta, va, tb, vb, "fuzz");
+        if (gone.Has(ta, va) || gone.Has(tb, vb)) FUZZ_CHECK(!r.ok());
         if (r.ok()) rules.push_back(*r);
         break;
       }
@@ -123,7 +223,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         break;
     }
-    CheckInvariants(e);
+    CheckInvariants(e, gone);
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 import ctypes
 import json
 import os
+from decimal import Decimal
 import re
 import tempfile
 import unittest
@@ -149,6 +150,37 @@ class EngineErrorsTest(unittest.TestCase):
                 self.assertEqual(d_stats["replayed"], 1)  # only the batch after the snapshot
                 self.assertEqual(e.resolve("mobile", "13957210019"), oneid)
                 self.assertEqual(e.stats()["persons"], 20)
+
+    def test_forget_leaves_no_value_on_disk_and_export_holds_everything(self):
+        person = [{"source": "crm", "ts": 1700000000000, "ids": {"mobile": "13957299901", "email": "py.gone@x.com"},
+                   "attrs": {"name": "赵某某", "city": "上海"}},
+                  {"source": "tmall", "ts": 1700000001000, "ids": {"email": "py.gone@x.com"},
+                   "event": {"type": "order", "amount": "12.30", "sku": "PY-SKU-9"}},
+                  {"source": "crm", "ts": 1700000002000, "ids": {"mobile": "13957299902"},
+                   "attrs": {"city": "上海"}}]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "engine")
+            with cdpcore.Engine(path=path) as e:
+                e.ingest(person)
+                e.snapshot()
+                oneid = e.resolve("mobile", "13957299901")
+                export = e.export_person(oneid)
+                self.assertEqual(export["format"], "cdpcore.person_export")
+                self.assertEqual(export["events"][0]["properties"]["sku"], "PY-SKU-9")
+                self.assertEqual(export["events"][0]["amount"], Decimal("12.30"))
+                report = e.forget(identifiers=[("email", "py.gone@x.com")])
+                self.assertEqual(report["forgotten"][0]["oneid"], oneid)
+                self.assertFalse(report["erasure_pending"])
+                with self.assertRaises(cdpcore.NotFoundError):
+                    e.forget(oneids=[oneid])
+                with self.assertRaises(cdpcore.NotFoundError):
+                    e.export_person(oneid)
+                self.assertEqual(e.stats()["privacy"]["forgotten"], 1)
+            for name in os.listdir(path):
+                with open(os.path.join(path, name), "rb") as f:
+                    data = f.read()
+                for value in ("13957299901", "py.gone@x.com", "赵某某", "PY-SKU-9"):
+                    self.assertNotIn(value.encode("utf-8"), data, name)
 
     def test_closed_engine_is_misuse(self):
         e = cdpcore.Engine()

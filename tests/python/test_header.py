@@ -70,7 +70,8 @@ class HeaderCoverageTest(unittest.TestCase):
         self.assertTrue({"cdp_version", "cdp_engine_open", "cdp_rule_add",
                          "cdp_feed_trim", "cdp_tags_define", "cdp_audience_save",
                          "cdp_advance", "cdp_lifecycle_define", "cdp_outbox_read",
-                         "cdp_outbox_ack", "cdp_snapshot"} <= names, names)
+                         "cdp_outbox_ack", "cdp_snapshot", "cdp_person_forget",
+                         "cdp_person_export"} <= names, names)
 
     def test_every_function_is_bound_with_its_arity_and_types(self):
         for name, ret, params in parse_header():

@@ -120,6 +120,37 @@ inline std::string DataFile(std::string_view name) {
   return ReadAll(path);
 }
 
+// A persistent engine in dir (created if missing).
+inline std::unique_ptr<cdp::Engine> OpenAt(const std::string& dir, std::string_view config = "") {
+  auto e = cdp::Engine::Open(config, dir);
+  REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
+  return std::move(*e);
+}
+
+// The names in dir that start with prefix, sorted.
+inline std::vector<std::string> Files(const std::string& dir, std::string_view prefix) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    std::string name = f.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A config with the bundled tags and lifecycle (machines, loyalty, journeys).
+inline std::string BundledConfig() {
+  std::string tags = DataFile("tags.json");
+  std::string machines = DataFile("machines.json"), loyalty = DataFile("loyalty.json"), journeys = DataFile("journeys.json");
+  // Each lifecycle file is one object with its own sections; the config's "lifecycle"
+  // takes one object with all of them.
+  auto body = [](const std::string& obj) {
+    size_t a = obj.find('{'), b = obj.rfind('}');
+    return obj.substr(a + 1, b - a - 1);
+  };
+  return "{\"tags\":" + tags + ",\"lifecycle\":{" + body(machines) + "," + body(loyalty) + "," + body(journeys) + "}}";
+}
+
 // Every record of the bundled channels, one per line, in time order. A line's "ts" is
 // epoch milliseconds or ISO-8601 with an offset; the data has malformed lines on purpose,
 // so "ts" is read from the text, and a line without a readable one keeps the time of the

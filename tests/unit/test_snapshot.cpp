@@ -33,19 +33,6 @@ std::string Generated(int from, int to) {
   return out;
 }
 
-// The config of the tests: the bundled tags and lifecycle (machines, loyalty, journeys).
-std::string Config() {
-  std::string tags = DataFile("tags.json");
-  std::string machines = DataFile("machines.json"), loyalty = DataFile("loyalty.json"), journeys = DataFile("journeys.json");
-  // Each lifecycle file is one object with its own sections; the config's "lifecycle"
-  // takes one object with all of them.
-  auto body = [](const std::string& obj) {
-    size_t a = obj.find('{'), b = obj.rfind('}');
-    return obj.substr(a + 1, b - a - 1);
-  };
-  return "{\"tags\":" + tags + ",\"lifecycle\":{" + body(machines) + "," + body(loyalty) + "," + body(journeys) + "}}";
-}
-
 // One step of a history of writes, applied to any engine.
 using Step = std::function<void(cdp::Engine&)>;
 
@@ -80,26 +67,10 @@ std::vector<Step> History() {
   return steps;
 }
 
-std::unique_ptr<cdp::Engine> OpenAt(const std::string& dir, std::string_view config = "") {
-  auto e = cdp::Engine::Open(config, dir);
-  REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
-  return std::move(*e);
-}
-
-std::vector<std::string> Files(const std::string& dir, std::string_view prefix) {
-  std::vector<std::string> out;
-  for (const auto& f : fs::directory_iterator(dir)) {
-    std::string name = f.path().filename().string();
-    if (name.rfind(prefix, 0) == 0) out.push_back(name);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("snapshot: a reopened engine equals one that never snapshotted, at every point of its history") {
-  const std::string cfg = Config();
+  const std::string cfg = BundledConfig();
   const std::vector<Step> steps = History();
   // For each cut: the writes before it, a snapshot, the writes after it, then reopen.
   for (size_t cut = 0; cut <= steps.size(); cut += 3) {
@@ -143,7 +114,7 @@ TEST_CASE("snapshot: a reopened engine equals one that never snapshotted, at eve
 }
 
 TEST_CASE("snapshot: an unreadable newest snapshot falls back to the one before it and a longer replay") {
-  const std::string cfg = Config();
+  const std::string cfg = BundledConfig();
   const std::vector<Step> steps = History();
   TempDir parent;
   const std::string dir = parent / "engine";

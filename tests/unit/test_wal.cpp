@@ -312,12 +312,6 @@ TEST_CASE("data dir: created with its config, locked while open, and the config 
 
 namespace {
 
-std::unique_ptr<cdp::Engine> OpenAt(const std::string& dir, std::string_view config = "") {
-  auto e = cdp::Engine::Open(config, dir);
-  REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
-  return std::move(*e);
-}
-
 // Every kind of write, including two that change the state although they fail, and two
 // refused before changing anything.
 void WriteEverything(cdp::Engine& e) {
@@ -354,7 +348,7 @@ TEST_CASE("engine: reopening a directory replays every kind of write to the same
   std::string before;
   uint64_t entries = 0;
   {
-    auto e = OpenAt(dir, cfg);
+    auto e = cdptest::OpenAt(dir, cfg);
     WriteEverything(*e);
     before = Fingerprint(*e);
     Json stats(e->StatsJson());
@@ -376,7 +370,7 @@ TEST_CASE("engine: reopening a directory replays every kind of write to the same
   CHECK(Fingerprint(*mem) == before);
   CHECK(Json(mem->StatsJson())["durability"].is_null());
 
-  auto e = OpenAt(dir);  // empty config: the stored one
+  auto e = cdptest::OpenAt(dir);  // empty config: the stored one
   CHECK(Fingerprint(*e) == before);
   Json stats(e->StatsJson());
   CHECK(cdptest::U(stats["durability"]["replayed"]) == entries);
@@ -389,7 +383,7 @@ TEST_CASE("engine: reopening a directory replays every kind of write to the same
 TEST_CASE("engine: a second open of a directory fails; a different config is refused") {
   TempDir parent;
   const std::string dir = parent / "engine";
-  auto e = OpenAt(dir);
+  auto e = cdptest::OpenAt(dir);
   auto second = cdp::Engine::Open("", dir);
   REQUIRE_FALSE(second.ok());
   CHECK(absl::IsUnavailable(second.status()));
@@ -406,12 +400,12 @@ TEST_CASE("engine: sync none logs the same entries") {
   const std::string cfg = R"({"durability":{"sync":"none"}})";
   std::string before;
   {
-    auto e = OpenAt(dir, cfg);
+    auto e = cdptest::OpenAt(dir, cfg);
     WriteEverything(*e);
     before = Fingerprint(*e);
     CHECK(std::string(Json(e->StatsJson())["durability"]["sync"].get_string().value()) == "none");
   }
-  CHECK(Fingerprint(*OpenAt(dir)) == before);
+  CHECK(Fingerprint(*cdptest::OpenAt(dir)) == before);
   auto bad = cdp::Engine::Open(R"({"durability":{"sync":"sometimes"}})", parent / "other");
   REQUIRE_FALSE(bad.ok());
   CHECK(std::string(bad.status().message()).find("durability.sync") != std::string::npos);
@@ -423,7 +417,7 @@ TEST_CASE("engine: when the log cannot be written, the write fails and later wri
   const std::string first = Rec("crm", 1700000000000, R"("mobile":"13917205836")");
   std::string durable;
   {
-    auto e = OpenAt(dir);
+    auto e = cdptest::OpenAt(dir);
     cdptest::Ingest(*e, first);
     durable = Fingerprint(*e);
     // The file size limit makes the next append fail part-way (EFBIG), as a full disk would.
@@ -450,7 +444,7 @@ TEST_CASE("engine: when the log cannot be written, the write fails and later wri
     CHECK(std::string(Json(e->StatsJson())["durability"]["failed"].get_string().value()) == cause);
   }
   // Reopened, the partial entry is a torn tail, and the state is the acknowledged one.
-  auto e = OpenAt(dir);
+  auto e = cdptest::OpenAt(dir);
   CHECK(Fingerprint(*e) == durable);
   Json stats(e->StatsJson());
   CHECK(cdptest::U(stats["durability"]["torn_bytes"]) == 40);

@@ -267,6 +267,13 @@ cdp_source_remove = _bind("cdp_source_remove", [cdp_buf_p, cdp_engine_p, c_char_
 cdp_person_split = _bind("cdp_person_split",
                          [cdp_buf_p, cdp_engine_p, c_uint64, c_char_p, c_uint64], c_int32)
 
+# CDP_API int32_t cdp_person_forget(cdp_buf *out, cdp_engine *engine, const char *request,
+#                                   uint64_t request_len);
+cdp_person_forget = _bind("cdp_person_forget", [cdp_buf_p, cdp_engine_p, c_char_p, c_uint64], c_int32)
+
+# CDP_API int32_t cdp_person_export(cdp_buf *out, cdp_engine *engine, uint64_t oneid);
+cdp_person_export = _bind("cdp_person_export", [cdp_buf_p, cdp_engine_p, c_uint64], c_int32)
+
 # CDP_API int32_t cdp_rule_add(uint64_t *out_rule, cdp_engine *engine, const char *kind,
 #                              uint64_t kind_len, const char *type_a, uint64_t type_a_len,
 #                              const char *value_a, uint64_t value_a_len,

@@ -305,6 +305,29 @@ class Engine:
         data = json.dumps(idents, ensure_ascii=False).encode("utf-8")
         return _json_call(_lib.cdp_person_split, self._h, oneid, data, len(data))
 
+    def forget(self, oneids: Iterable[int] = (), identifiers: Iterable[Identifier] = (),
+               compact: bool = True) -> Dict[str, Any]:
+        """Forgets persons completely (a PIPL deletion request), named by OneID or by any
+        (type, value) identifier: identifiers, evidence, profile, tags, states, points,
+        journeys, outbox intents and earlier feed events about them. Only keyed hashes of
+        the identifiers remain, so later records carrying them are refused. On a persistent
+        engine, compact=True then writes a snapshot and removes every older file, so the
+        directory holds none of their values (compact=False leaves that to the next
+        snapshot). Returns {"forgotten": [{"oneid", "identifiers", "absorbed"}],
+        "not_found", "feed", "snapshot", "erasure_pending"}. Raises NotFoundError when no
+        live person matches."""
+        request = {"oneids": list(oneids),
+                   "identifiers": [{"type": t, "value": v} for t, v in identifiers],
+                   "compact": compact}
+        data = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        return _json_call(_lib.cdp_person_forget, self._h, data, len(data))
+
+    def export_person(self, oneid: int) -> Dict[str, Any]:
+        """Everything held about a person (an access request), unmasked: the person
+        document plus every piece of evidence, manual rule, attribute observation and
+        event with its properties. Money amounts are Decimal. Raises NotFoundError."""
+        return _json_call(_lib.cdp_person_export, self._h, oneid, exact=True)
+
     def force_link(self, a: Identifier, b: Identifier, note: str = "") -> int:
         """Joins the persons of two identifiers despite the policies; returns the rule
         id. Raises ConflictError across a never_link rule."""

@@ -85,3 +85,5 @@ int32_t (*const pin_person_lifecycle)(cdp_buf *, cdp_engine *, uint64_t) = cdp_p
 int32_t (*const pin_outbox_read)(cdp_buf *, cdp_engine *, uint64_t, uint32_t) = cdp_outbox_read;
 int32_t (*const pin_outbox_ack)(cdp_buf *, cdp_engine *, str, len) = cdp_outbox_ack;
 int32_t (*const pin_snapshot)(cdp_buf *, cdp_engine *) = cdp_snapshot;
+int32_t (*const pin_person_forget)(cdp_buf *, cdp_engine *, str, len) = cdp_person_forget;
+int32_t (*const pin_person_export)(cdp_buf *, cdp_engine *, uint64_t) = cdp_person_export;
