@@ -267,7 +267,9 @@ absl::StatusOr<std::string> Engine::Forget(std::string_view request_json) {
     if (int64_t slot = profiles_->SlotOf(oneid); slot >= 0)
       for (auto& [name, a] : audiences_->by_name) a.last.remove(static_cast<uint32_t>(slot));
   }
-  // The profiles in one pass over the store, while their OneIDs still resolve.
+  // Tags, then profiles, each in one pass over its layer, while the OneIDs still resolve
+  // (tags find slots through the store): with the slots, the values only they held.
+  tags_->Forget(targets);
   profiles_->Forget(targets);
   std::vector<std::pair<uint64_t, uint32_t>> events;  // (OneID, identifiers) for person_forgotten
   for (size_t i = 0; i < targets.size(); ++i) {
