@@ -258,6 +258,16 @@ std::string Engine::Display(NodeId n, bool mask) const {
   return Cat(p.name, ":", mask ? MaskValue(p.normalizer, v) : std::string(v));
 }
 
+void WriteRule(json::Writer& w, const Engine& e, const ManualRule& r) {
+  w.BeginObject();
+  w.Key("id").Uint(r.id);
+  w.Key("kind").String(r.never ? "never_link" : "force_link");
+  w.Key("a").String(e.Display(r.a, false));
+  w.Key("b").String(e.Display(r.b, false));
+  w.Key("note").String(r.note);
+  w.EndObject();
+}
+
 void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources) {
   w.BeginObject();
   w.Key("from").String(e.Display(l.a, false));
@@ -955,13 +965,7 @@ std::string Engine::RulesJson() const {
   w.BeginObject().Key("rules").BeginArray();
   for (const ManualRule& r : g.rules()) {
     if (!r.active) continue;
-    w.BeginObject();
-    w.Key("id").Uint(r.id);
-    w.Key("kind").String(r.never ? "never_link" : "force_link");
-    w.Key("a").String(Display(r.a, false));
-    w.Key("b").String(Display(r.b, false));
-    w.Key("note").String(r.note);
-    w.EndObject();
+    WriteRule(w, *this, r);
   }
   w.EndArray().EndObject();
   return out;

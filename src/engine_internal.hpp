@@ -101,6 +101,8 @@ struct Engine::Impl {
 
 // One piece of evidence as JSON: {"from","to","rule","source","record","ts","count"}.
 void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources);
+// A manual rule as JSON: {"id","kind","a","b","note"} (cdp_rules_list, the access export).
+void WriteRule(json::Writer& w, const Engine& e, const ManualRule& r);
 
 // Marks a persistent engine failed when an exception (out of memory) leaves a write
 // half-applied: the in-memory state may then differ from any fold of the log, so nothing

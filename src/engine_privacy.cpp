@@ -391,13 +391,7 @@ absl::StatusOr<std::string> Engine::ExportPerson(uint64_t oneid) const {
   w.Key("rules").BeginArray();
   for (const ManualRule& r : g.rules()) {
     if (!r.active || (g.Root(r.a) != root && g.Root(r.b) != root)) continue;
-    w.BeginObject();
-    w.Key("id").Uint(r.id);
-    w.Key("kind").String(r.never ? "never_link" : "force_link");
-    w.Key("a").String(Display(r.a, false));
-    w.Key("b").String(Display(r.b, false));
-    w.Key("note").String(r.note);
-    w.EndObject();
+    WriteRule(w, *this, r);
   }
   w.EndArray();
 
