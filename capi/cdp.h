@@ -470,8 +470,9 @@ CDP_API int32_t cdp_expr_ast(cdp_buf *out, const cdp_expr *expr);
  *  @endcode
  *  valid_until is the first instant at which the value may change without new input (the
  *  midnight of the day the oldest event leaves a 30-day window), or null when only new input can change it.
- *  Returns CDP_OK, CDP_ENOTFOUND (no such person), CDP_ELIMIT (over
- *  limits.max_expr_steps), CDP_EMISUSE (expr or its engine closed), CDP_ENOMEM. */
+ *  Returns CDP_OK, CDP_EINVALID (now_ms before 1970 or after 9999), CDP_ENOTFOUND (no
+ *  such person), CDP_ELIMIT (over limits.max_expr_steps), CDP_EMISUSE (expr or its
+ *  engine closed), CDP_ENOMEM. */
 CDP_API int32_t cdp_expr_eval(cdp_buf *out, cdp_expr *expr, uint64_t oneid, int64_t now_ms);
 
 /** Releases a compiled expression. Accepts NULL. Returns CDP_OK, or CDP_EMISUSE for a
@@ -549,18 +550,20 @@ CDP_API int32_t cdp_person_tags(cdp_buf *out, cdp_engine *engine, uint64_t oneid
  *  section below). out (may be NULL) receives
  *  @code
  *  {"now":ms,"persons":N,"changed":N,"next":ms|null,
- *   "lifecycle":{"fired":N,"transitions":N,"intents":N,"next":ms|null}}
+ *   "lifecycle":{"fired":N,"transitions":N,"intents":N,"capped":N,"next":ms|null}}
  *  @endcode
  *  persons: re-evaluated, changed: tag values changed (each also a tag_changed event),
  *  next: the next instant at which a tag value may change or a lifecycle deadline is
  *  due (null: none without new input); lifecycle: the timers that came due (a deadline
  *  made moot by a later event counts too, and changes nothing), the state and tier
  *  changes they made, the intents they put in the outbox, and the next lifecycle
- *  deadline. A host calls it on a timer (at "next" at the latest), or before
- *  reading tags at a given time.
+ *  deadline. One call fires at most 1000 timers of one person: "capped" (present only
+ *  when not 0) counts the persons who reached that, whose other due deadlines wait for
+ *  the next call, and "next" is then at or before now_ms. A host calls it on a timer
+ *  (at "next" at the latest), or before reading tags at a given time.
  *  Returns CDP_OK, CDP_ECONFLICT (now_ms is before the clock set by an earlier
- *  cdp_advance: the clock never goes back), CDP_EINVALID (now_ms < 0), CDP_EMISUSE,
- *  CDP_EIO, CDP_ENOMEM. */
+ *  cdp_advance: the clock never goes back), CDP_EINVALID (now_ms before 1970 or after
+ *  9999: 0 to 253402300799999), CDP_EMISUSE, CDP_EIO, CDP_ENOMEM. */
 CDP_API int32_t cdp_advance(cdp_buf *out, cdp_engine *engine, int64_t now_ms);
 
 /** Counts an audience. request is a JSON object naming the expression and options:
@@ -570,11 +573,11 @@ CDP_API int32_t cdp_advance(cdp_buf *out, cdp_engine *engine, int64_t now_ms);
  *  @endcode
  *  The expression is "expr" (text), "ast" (the JSON AST) or "audience" (a saved
  *  audience's name: its expression and holdout; the request may add the options). "now"
- *  (default: the engine's clock) is the time the expression's own windows and today()
- *  are read at; tag values are those kept by ingestion and cdp_advance. "holdout"
- *  ("percent" 0..100 or "basis_points" 0..10000) splits the members by a hash of OneID
- *  and salt: the same person and salt always fall on the same side. "group" ("all",
- *  "target" or "holdout") keeps one side. out receives
+ *  (epoch ms, 1970 to 9999; default: the engine's clock) is the time the expression's
+ *  own windows and today() are read at; tag values are those kept by ingestion and
+ *  cdp_advance. "holdout" ("percent" 0..100 or "basis_points" 0..10000) splits the
+ *  members by a hash of OneID and salt: the same person and salt always fall on the same
+ *  side. "group" ("all", "target" or "holdout") keeps one side. out receives
  *  @code
  *  {"count":N,"target":N,"holdout":N,"now":ms,
  *   "plan":{"indexed_leaves":N,"scanned_leaves":N,"persons_evaluated":N}}
@@ -749,7 +752,7 @@ CDP_API int32_t cdp_lifecycle_list(cdp_buf *out, cdp_engine *engine);
 
 /** Applies one manual operation, a JSON object naming the operation ("op") and the
  *  person, by "oneid" or by an identifier's "type" and "value" (normalised first), at
- *  "ts" (epoch ms; default: the engine's clock):
+ *  "ts" (epoch ms, 1970 to 9999; default: the engine's clock):
  *  @code
  *  {"op":"set_state","type":"mobile","value":"13917205836","machine":"aipl","state":"loyal"}
  *  @endcode

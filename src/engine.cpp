@@ -728,6 +728,7 @@ absl::StatusOr<Expr> Engine::CompileExpr(std::string_view text, bool ast) {
 }
 
 absl::StatusOr<std::string> Engine::EvalExpr(const Expr& e, uint64_t oneid, int64_t now_ms, Evaluator& ev) const {
+  if (!InTimeRange(now_ms)) return absl::InvalidArgumentError("eval: now is a time before 1970 or after 9999");
   uint64_t id = graph_->Canonical(oneid);
   if (id == 0) return absl::NotFoundError(Cat("no person with OneID ", oneid));
   int64_t slot = profiles_->SlotOf(id);

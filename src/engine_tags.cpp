@@ -104,7 +104,7 @@ absl::StatusOr<std::string> Engine::Advance(int64_t now_ms) {
   if (auto st = Writable(); !st.ok()) return st;
   if (advanced_ != kNoTime && now_ms < advanced_)
     return absl::FailedPreconditionError(Cat("advance: the clock is at ", advanced_, " and does not go back to ", now_ms));
-  if (now_ms < 0) return absl::InvalidArgumentError("advance: a time before 1970");
+  if (!InTimeRange(now_ms)) return absl::InvalidArgumentError("advance: a time before 1970 or after 9999");
   WriteScope scope(*this);
   advanced_ = now_ms;
   TagEngine::AdvanceStats st = tags_->Advance(now_ms);
@@ -123,6 +123,7 @@ absl::StatusOr<std::string> Engine::Advance(int64_t now_ms) {
   time(std::min(st.next, ls.next));
   w.Key("lifecycle").BeginObject();
   w.Key("fired").Uint(ls.fired).Key("transitions").Uint(ls.transitions).Key("intents").Uint(ls.intents);
+  if (ls.capped) w.Key("capped").Uint(ls.capped);  // absent when 0: ordinary reports stay as they were
   w.Key("next");
   time(ls.next);
   w.EndObject();
@@ -162,8 +163,8 @@ absl::StatusOr<std::unique_ptr<Engine::Selection>> Engine::Select(std::string_vi
   if (!e.ok()) return absl::Status(e.status().code(), Cat("audience expression: ", e.status().message()));
   sel->now = Now();
   int64_t now;
-  if (req["now"].get(now) == simdjson::SUCCESS) sel->now = now;
-  else if (req["now"].error() != simdjson::NO_SUCH_FIELD) return Bad("now", "expected epoch milliseconds");
+  if (req["now"].get(now) == simdjson::SUCCESS && InTimeRange(now)) sel->now = now;
+  else if (req["now"].error() != simdjson::NO_SUCH_FIELD) return Bad("now", "expected epoch milliseconds, 1970 to 9999");
   dom::object h;
   if (req["holdout"].get(h) == simdjson::SUCCESS || base["holdout"].get(h) == simdjson::SUCCESS) {
     sel->holdout = true;

@@ -460,6 +460,7 @@ absl::Status JourneysPart::ParseSteps(dom::array steps, const std::string& path,
       s.kind = StepKind::kWait;
       if ((st = CheckKeys(o, at, {"id", "wait"})); !st.ok()) return st;
       if ((st = Core::Duration(x, at + ".wait", s.ms)); !st.ok()) return st;
+      if (s.ms > 0 && s.ms < kMinTimer) return Bad(at + ".wait", "0 (go straight on) or at least a minute (\"1m\")");
     } else if (o["wait_until"].get(x) == simdjson::SUCCESS) {
       s.kind = StepKind::kWaitUntil;
       if ((st = CheckKeys(o, at, {"id", "wait_until"})); !st.ok()) return st;
@@ -471,7 +472,7 @@ absl::Status JourneysPart::ParseSteps(dom::array steps, const std::string& path,
       s.ms = kForever;
       if (o["timeout"].get(x) == simdjson::SUCCESS) {
         if ((st = Core::Duration(x, at + ".timeout", s.ms)); !st.ok()) return st;
-        if (s.ms == 0) return Bad(at + ".timeout", "a timeout is longer than 0");
+        if (s.ms < kMinTimer) return Bad(at + ".timeout", "at least a minute (\"1m\")");
       }
       if (o["when"].get(x) == simdjson::SUCCESS) {
         auto e = core_.Compile(x, at + ".when");
@@ -1025,8 +1026,9 @@ void JourneysPart::OnEvent(Ix p, const LifeEvent& e) {
     Track* t = it == jr.tracks.end() ? nullptr : &it->second;
     if (type.empty()) type = core_.store.EventTypeName(e.type);
     // A deadline due by the event's time passes first, whenever the host advances: the
-    // event meets the instance where the timers would have left it.
-    while (t && t->active() && t->until <= e.ts) Wake(j, p, *t);
+    // event meets the instance where the timers would have left it. As many as Advance
+    // fires for a person at most: past them the event meets the instance where it stands.
+    for (uint32_t n = 0; n < kMaxFirings && t && t->active() && t->until <= e.ts; ++n) Wake(j, p, *t);
     if (t && t->active()) {
       if ((roles & kRoleGoal) && (!d.goal_when || core_.Test(*d.goal_when, p, e.ts))) {
         Finish(j, p, *t, e.ts, End::kGoal, "event", type);
@@ -1136,10 +1138,11 @@ void JourneysPart::Fire(const Timer& tm) {
     if (it != jr.tracks.end() && it->second.active() && it->second.gen == tm.gen) Wake(tm.item, tm.person, it->second);
   }
   // The heap orders timers by time, part, then person: when the next one is this person's
-  // at the same instant, Advance fires it next, and its intents are weighed with these.
+  // at the same instant, Advance fires it next, and its intents are weighed with these —
+  // unless the person reached Advance's cap, which leaves that timer for the next call.
   const auto& h = core_.heap;
   if (!h.empty() && h.front().at == tm.at && h.front().part == static_cast<uint8_t>(PartId::kJourneys) &&
-      h.front().person == tm.person)
+      h.front().person == tm.person && !core_.Capped(tm.person))
     return;
   Flush();
 }

@@ -35,6 +35,18 @@ namespace cdp::life {
 using Ix = uint32_t;
 inline constexpr Ix kNoIx = 0xFFFFFFFFu;
 
+// The shortest a definition may make a timer that can come round again (a machine's
+// "after", a journey's "wait" and "timeout", a periodic downgrade). An Advance's work
+// grows with the rounds it covers: two states 1 ms apart make 3.5e10 transitions in 400
+// days, and 0 ms never ends. Hosts advance every few minutes at best, so nothing shorter
+// than a minute can be meant.
+inline constexpr int64_t kMinTimer = 60'000;
+// Deadlines of one person fired in one Advance, or caught up before one event, at most.
+// A one-minute cycle still fires 525,600 times a year, each time with its feed event:
+// past this many, the person's other due deadlines wait, in order, for the next Advance
+// (an event goes on with the person where they stand).
+inline constexpr uint32_t kMaxFirings = 1000;
+
 enum class PartId : uint8_t { kMachines = 0, kLoyalty = 1, kJourneys = 2 };
 
 // Timer and Transition have no padding (part and reason take four bytes), so snapshots,
@@ -256,6 +268,14 @@ class Core {
 
   // The heap, for Advance (lifecycle.cpp).
   std::vector<Timer> heap;
+  // During an Advance, the timers fired so far per person (kMaxFirings at most).
+  absl::flat_hash_map<Ix, uint32_t> fired;
+  // The person reached kMaxFirings in this Advance: their other due timers wait for the
+  // next one (a part batching one person's same-instant timers must not wait for them).
+  bool Capped(Ix p) const {
+    auto it = fired.find(p);
+    return it != fired.end() && it->second >= kMaxFirings;
+  }
 
   // Every definition document installed and every drop, in order: a snapshot replays
   // them (with loading set) to rebuild the same definitions in the same slots, since

@@ -516,7 +516,9 @@ absl::StatusOr<std::string> Lifecycle::Apply(std::string_view text, int64_t now,
   if (req["oneid"].get(given) != simdjson::SUCCESS &&
       (req["type"].get(type) != simdjson::SUCCESS || req["value"].get(value) != simdjson::SUCCESS))
     return life::Bad("operation", "name the person: \"oneid\", or an identifier's \"type\" and \"value\"");
-  if (int64_t ts; req["ts"].get(ts) == simdjson::SUCCESS) now = ts;
+  if (dom::element ts; req["ts"].get(ts) == simdjson::SUCCESS &&
+                       (ts.get(now) != simdjson::SUCCESS || !InTimeRange(now)))
+    return life::Bad("ts", "expected the operation's time (epoch ms, 1970 to 9999)");
   auto oneid = person(given, type, value);
   if (!oneid.ok()) return oneid.status();
   Ix p = core_->Person(*oneid);
@@ -585,12 +587,21 @@ Lifecycle::AdvanceStats Lifecycle::Advance(int64_t now) {
   AdvanceStats st;
   Core& c = *core_;
   c.transitions = c.intents = 0;
+  // The due timers of persons at the cap, set aside in the order they came (time order)
+  // and put back at the end: the person stops at that instant, everyone else goes on.
+  std::vector<life::Timer> waiting;
   auto fire_due = [&] {
     while (!c.heap.empty() && c.heap.front().at <= now) {
       std::pop_heap(c.heap.begin(), c.heap.end(), std::greater<>());
       life::Timer t = c.heap.back();
       c.heap.pop_back();
       if (c.OneId(t.person) == 0) continue;  // merged away or forgotten
+      uint32_t& n = c.fired[t.person];
+      if (n >= life::kMaxFirings) {
+        waiting.push_back(t);
+        continue;
+      }
+      st.capped += ++n == life::kMaxFirings;  // counted before the firing, which reads Capped
       st.fired++;
       c.parts[t.part]->Fire(t);
     }
@@ -599,6 +610,11 @@ Lifecycle::AdvanceStats Lifecycle::Advance(int64_t now) {
   for (auto& part : c.parts)
     if (!part->empty()) part->Advanced(now);
   fire_due();
+  for (const life::Timer& t : waiting) {
+    c.heap.push_back(t);
+    std::push_heap(c.heap.begin(), c.heap.end(), std::greater<>());
+  }
+  c.fired.clear();
   st.transitions = c.transitions;
   st.intents = c.intents;
   st.next = c.NextDue();

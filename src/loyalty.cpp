@@ -33,7 +33,6 @@ constexpr int16_t kNoTier = -1;
 constexpr int64_t kScale = 10'000;               // fixed point of rates and multipliers
 constexpr int64_t kMaxPoints = 1'000'000'000'000;  // one earning, spending or adjustment
 constexpr uint16_t kNoState = 0xFFFF;
-constexpr int64_t kLastTime = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
 
 // --- the definition ---------------------------------------------------------------------
 
@@ -540,7 +539,7 @@ absl::StatusOr<std::shared_ptr<Program>> LoyaltyPart::Read(dom::element v, dom::
       if (d["every"].get(e) == simdjson::SUCCESS) {
         if (!periodic) return Bad("loyalty.tiers.downgrade.every", "only a periodic downgrade has a period");
         if (auto st = Core::Duration(e, "loyalty.tiers.downgrade.every", g->every); !st.ok()) return st;
-        if (g->every < 60'000) return Bad("loyalty.tiers.downgrade.every", "a period of at least a minute");
+        if (g->every < kMinTimer) return Bad("loyalty.tiers.downgrade.every", "a period of at least a minute");
       } else if (periodic) {
         return Bad("loyalty.tiers.downgrade.every", "a periodic downgrade needs its period (\"365d\")");
       }
@@ -850,7 +849,9 @@ int64_t LoyaltyPart::BirthdayMultiplier(Ix p, int64_t ts) {
   int32_t day;
   switch (v.kind) {
     case ValueKind::kDate: CivilFromDays(static_cast<int32_t>(v.i), y, bm, bd); break;
-    case ValueKind::kTimestamp: CivilFromDays(core_.zone().DayOf(v.i), y, bm, bd); break;
+    case ValueKind::kTimestamp:  // any int64 (an attribute, arithmetic): DayOf's offset must not overflow
+      if (v.i >= -kLastTime && v.i <= kLastTime) CivilFromDays(core_.zone().DayOf(v.i), y, bm, bd);
+      break;
     case ValueKind::kString:
       if (expr::ParseDate(v.str().substr(0, 10), day)) CivilFromDays(day, y, bm, bd);
       break;
@@ -1215,10 +1216,8 @@ void LoyaltyPart::Merge(Ix a, Ix b, int64_t now) {
 absl::Status LoyaltyPart::Apply(std::string_view op, dom::object req, Ix p, int64_t now, json::Writer& out) {
   if (!def_) return absl::FailedPreconditionError("no loyalty program is defined");
   const Program& g = *def_;
-  int64_t ts = now;
+  const int64_t ts = now;  // the operation's "ts", checked by Lifecycle::Apply
   dom::element v;
-  if (req["ts"].get(v) == simdjson::SUCCESS && (v.get(ts) != simdjson::SUCCESS || ts < 0 || ts > kLastTime))
-    return Bad("ts", "expected the operation's time (epoch ms, 1970 to 9999)");
   // Everything is checked before the person changes (catching up included), so a refused
   // operation leaves no trace.
   int64_t points = 0;

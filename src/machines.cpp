@@ -297,6 +297,8 @@ absl::StatusOr<std::unique_ptr<Def>> Machines::Parse(dom::element el, const std:
       triggers++;
       t.trigger = Trigger::kAfter;
       if (auto st = Core::Duration(v, Cat(tp, ".after"), t.after); !st.ok()) return st;
+      if (t.after < kMinTimer)
+        return Bad(Cat(tp, ".after"), "at least a minute (\"1m\"); to move at once, use a \"when\" condition");
     }
     if (to["at"].get(v) == simdjson::SUCCESS) {
       triggers++;
@@ -619,7 +621,7 @@ void Machines::FirePeriod(uint32_t mi, Ix p, int64_t at) {
 }
 
 void Machines::CatchUp(uint32_t mi, Ix p, int64_t ts) {
-  for (int guard = 0; guard < 1000; ++guard) {
+  for (uint32_t n = 0; n < kMaxFirings; ++n) {
     Cell& c = CellOf(machines_[mi], p);
     if (c.state == kNone) return;
     int64_t due = std::min(c.due, c.period_due);

@@ -18,6 +18,9 @@ namespace cdp {
 namespace {
 
 constexpr uint64_t kTsMask = (uint64_t{1} << 48) - 1;
+// The record parser's range is the rule (a ts outside it makes the line malformed); the
+// check against kTsMask in File only guards batches made some other way.
+static_assert(kFirstTime >= 0 && static_cast<uint64_t>(kLastTime) <= kTsMask);
 constexpr uint32_t kHasAmount = 0x80000000u;
 constexpr uint32_t kMaxEventTypes = 0xFFFF;
 // Counters are pruned to the horizon lazily, once they reach this far past it.

@@ -288,6 +288,10 @@ struct RecordParser::Impl {
           e = {"ts", "expected epoch milliseconds or an ISO-8601 string", col(token)};
           return false;
         }
+        if (!InTimeRange(r.ts)) {
+          e = {"ts", "outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z", col(token)};
+          return false;
+        }
       } else if (key == "source") {
         if (jt != od::json_type::string) { e = {"source", "expected a string", col(token)}; return false; }
         if (auto err = v.get_string().get(source)) return syntax(err);

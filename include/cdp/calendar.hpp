@@ -21,6 +21,14 @@ namespace cdp {
 
 inline constexpr int64_t kMsPerDay = 86'400'000;
 
+// The instants a caller may hand the engine (a record's ts, the clock of cdp_advance, a
+// request's "now", an operation's "ts"): 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+// Every instant the engine then derives (a local day, a deadline up to 36600 days later)
+// stays far inside int64_t, so none of that arithmetic needs overflow checks.
+inline constexpr int64_t kFirstTime = 0;
+inline constexpr int64_t kLastTime = 253'402'300'799'999;
+inline constexpr bool InTimeRange(int64_t ms) { return ms >= kFirstTime && ms <= kLastTime; }
+
 // Zone-free calendar arithmetic (proleptic Gregorian).
 int32_t DaysFromCivil(int64_t year, int month, int day);
 void CivilFromDays(int32_t days, int& year, int& month, int& day);

@@ -15,7 +15,8 @@
 // The lifecycle never sends anything and never reads a clock. Events reach it in time
 // order after the profiles and tags took them (Engine's ingest path); Advance(now) fires
 // every stored absolute deadline that is due, in time order, evaluating guards at the
-// deadline, and returns the next wake-up. What it decides goes to the change feed
+// deadline (at most 1000 of one person's per call: the rest wait for the next), and
+// returns the next wake-up. What it decides goes to the change feed
 // (transitions with their reason, points, tiers, journey steps) and, for what a host must
 // act on, to the outbox: intents with an idempotency key, read from a cursor and
 // acknowledged; an unacknowledged intent is read again.
@@ -120,6 +121,9 @@ class Lifecycle : public StateReader {
     uint64_t fired = 0;        // timers that came due
     uint64_t transitions = 0;  // state changes (machines and tiers)
     uint64_t intents = 0;      // intents put in the outbox
+    // Persons who reached the cap of deadlines fired per call (1000): their other due
+    // deadlines wait, in order, for the next call, so next is then at or before now.
+    uint64_t capped = 0;
     int64_t next = kForever;   // the earliest pending deadline afterwards
   };
   AdvanceStats Advance(int64_t now);

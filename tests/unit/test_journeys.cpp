@@ -747,6 +747,17 @@ TEST_CASE("journeys: definition errors name the path; nothing is installed") {
   // A loop through a wait is a rhythm, not an error.
   Define(*e, j(R"([{"id":"a","action":"a"},{"wait":"7d"},{"goto":"a"}])"));
   REQUIRE(e->DropLifecycle("journey", "j").ok());
+  // ... but a wait or a timeout under a minute is refused (a loop over it would make an
+  // Advance's work grow with the milliseconds it covers); a wait of 0 goes straight on.
+  CHECK(Error(*e, j(R"([{"id":"a","wait":1},{"goto":"a"}])")) ==
+        "journeys[0].steps[0].wait: 0 (go straight on) or at least a minute (\"1m\")");
+  CHECK(Error(*e, j(R"([{"action":"a"},{"wait":"59s"}])")) ==
+        "journeys[0].steps[1].wait: 0 (go straight on) or at least a minute (\"1m\")");
+  CHECK(Error(*e, j(R"([{"id":"a","wait_for":"x","timeout":59999,"no":"a"}])")) ==
+        "journeys[0].steps[0].timeout: at least a minute (\"1m\")");
+  CHECK(Error(*e, j(R"([{"wait_for":"x","timeout":0}])")) == "journeys[0].steps[0].timeout: at least a minute (\"1m\")");
+  Define(*e, j(R"([{"wait":0},{"id":"a","wait":"1m"},{"wait_for":"x","timeout":60000,"no":"a"}])"));
+  REQUIRE(e->DropLifecycle("journey", "j").ok());
   CHECK(Has(Error(*e, j(R"([{"goto":"nowhere"}])")), "journeys[0].steps[0].goto: no step has the id \"nowhere\""));
   CHECK(Has(Error(*e, j(R"([{"action":"a","wait":"1d"}])")), "journeys[0].steps[0]: expected exactly one of"));
   CHECK(Has(Error(*e, j(R"([{"action":"a","chanel":"sms"}])")), "journeys[0].steps[0].chanel: unknown field"));
@@ -767,6 +778,61 @@ TEST_CASE("journeys: definition errors name the path; nothing is installed") {
   Json cat(e->LifecycleJson());
   CHECK(Arr(cat["journeys"]).size() == 0);
   CHECK(cat["delivery"].is_null());
+}
+
+TEST_CASE("journeys: an event catches up on at most 1000 of the person's deadlines, then meets the instance") {
+  auto e = OpenEngine();
+  Define(*e, R"({"journeys":[{"name":"tick","entry":{"on":"go"},"exit":{"on":"stop"},
+    "steps":[{"id":"a","wait":"1m"},{"goto":"a"}]}]})");
+  Ingest(*e, Ev(1, kMar1, "go"));
+  const uint64_t p = Id(*e, 1);
+  // Two days later, without an Advance: 2880 minutes have passed the instance by.
+  Ingest(*e, Ev(1, kMar1 + 2 * kDay, "stop"));
+  size_t timers = 0;
+  for (const Fe& f : Feed(*e)) timers += f.kind == "journey" && f.event == "step" && f.reason == "timer";
+  CHECK(timers == 1000);
+  CHECK(Has(Track(*e, p, "tick"), R"("active":false)"));
+  CHECK(Has(Track(*e, p, "tick"), R"("last_end":"exited")"));
+  const Fe last = Feed(*e).back();
+  CHECK(last.event == "exited");
+  CHECK(last.ts == kMar1 + 2 * kDay);
+}
+
+TEST_CASE("journeys: an Advance stopping a person at its cap still weighs and queues what they decided") {
+  // Three journeys step the same person at the same instants; the 1000th timer is the
+  // first journey's at one instant, and the other two there wait for the next call. The
+  // first one's intent must not wait with them: it was decided in this call.
+  auto e = OpenEngine();
+  std::string defs = R"({"journeys":[)";
+  for (const char* name : {"j1", "j2", "j3"})
+    defs += std::string(name[1] == '1' ? "" : ",") + R"({"name":")" + name +
+            R"(","entry":{"on":"go"},"steps":[{"id":"ping","action":"ping"},{"wait":"1m"},{"goto":"ping"}]})";
+  Define(*e, defs + "]}");
+  Ingest(*e, Ev(1, kMar1, "go"));
+  CHECK(Intents(*e).size() == 3);
+  auto r = e->Advance(kMar1 + kDay);
+  REQUIRE(r.ok());
+  Json j(*r);
+  CHECK(U(j["lifecycle"]["fired"]) == 1000);
+  CHECK(U(j["lifecycle"]["capped"]) == 1);
+  CHECK(U(j["lifecycle"]["intents"]) == 1000);
+  // 333 instants of three, then j1 alone at the 334th.
+  const auto out = Intents(*e);
+  REQUIRE(out.size() == 3 + 1000);
+  CHECK(out.back().origin == "journey:j1");
+  CHECK(out.back().created == kMar1 + 334 * kMin);
+  CHECK(Json(*r)["lifecycle"]["next"].get_int64().value() == kMar1 + 334 * kMin);
+  size_t queued = 0;
+  for (const Fe& f : Feed(*e)) queued += f.kind == "intent" && f.status == "queued";
+  CHECK(queued == out.size());
+  // The next call starts with j2 and j3 at that instant.
+  r = e->Advance(kMar1 + kDay);
+  REQUIRE(r.ok());
+  const auto more = Intents(*e);
+  REQUIRE(more.size() == 3 + 2000);
+  CHECK(more[1003].origin == "journey:j2");
+  CHECK(more[1004].origin == "journey:j3");
+  CHECK(more[1003].created == kMar1 + 334 * kMin);
 }
 
 TEST_CASE("journeys: the bundled demo data through the PwC journeys keeps every delivery rule") {

@@ -304,9 +304,130 @@ TEST_CASE("machines: definition errors name the path") {
         "machines[0].colour: unknown key");
   CHECK(Error(*e, R"({"machine":[]})").find("machine: unknown section") == 0);
   CHECK(Error(*e, "{\"machines\":[}").find("lifecycle definitions: line 1, column 14") == 0);
+  // Timers under a minute: two states timing out into each other would make an Advance's
+  // work grow with the milliseconds it covers, and 0 would never let it return.
+  for (const char* after : {"0", "1", "59999", "\"59s\""}) {
+    CAPTURE(after);
+    CHECK(Error(*e, std::string(R"({"machines":[{"name":"m","states":["a","b"],"transitions":[{"from":"a","to":"b","on":"x"},)"
+                                R"({"from":"b","to":"a","after":)") + after + "}]}]}") ==
+          "machines[0] (m).transitions[1].after: at least a minute (\"1m\"); to move at once, use a \"when\" condition");
+  }
   // Nothing was installed by the refused documents.
   Json cat(e->LifecycleJson());
   CHECK(Arr(cat["machines"]).size() == 0);
+}
+
+TEST_CASE("machines: timers of a minute are accepted and fire to the millisecond") {
+  auto e = OpenEngine();
+  Define(*e, R"({"machines":[{"name":"m","states":["a","b"],"transitions":[{"from":"a","to":"b","after":"1m"},)"
+             R"({"from":"b","to":"a","after":60000}]}]})");
+  Ingest(*e, Ev(1, kMar1, "visit"));
+  Advance(*e, kMar1 + 60000 - 1);
+  CHECK(StateOf(*e, 1, "m") == "a");
+  Advance(*e, kMar1 + 60000);
+  CHECK(StateOf(*e, 1, "m") == "b");
+  Advance(*e, kMar1 + 5 * 60000);
+  CHECK(StateOf(*e, 1, "m") == "b");  // a, b, a, b, a, b
+}
+
+namespace {
+
+// A cycle of one-minute timers for persons who saw "blink", beside the activity machine:
+// the cycle fires 1440 times a day, past what one Advance fires for a person.
+const std::string kBlink = R"J({"machines":[{"name":"blink","states":["on","off"],"start":"blink","transitions":[
+   {"from":"on","to":"off","after":"1m"},{"from":"off","to":"on","after":"1m"}]},
+  {"name":"activity","states":["new","active","dormant"],"transitions":[
+   {"from":"new","to":"active","on":"order"},{"from":"active","to":"dormant","after":"1d"}]}]})J";
+
+// A person's state_changed events in feed order, without the feed's sequence numbers.
+std::vector<std::string> Transitions(Engine& e, uint64_t oneid) {
+  std::vector<std::string> out;
+  for (const std::string& ev : FeedOf(e, "state_changed")) {
+    Json j(ev);
+    if (U(j["oneid"]) != oneid) continue;
+    out.push_back(ev.substr(ev.find(",\"kind\"")));
+  }
+  return out;
+}
+
+int64_t LifeNext(const std::string& report) {
+  Json j(report);
+  return j["lifecycle"]["next"].get_int64().value();
+}
+
+}  // namespace
+
+TEST_CASE("machines: an Advance fires at most 1000 timers of a person; the rest wait for the next call") {
+  auto e = OpenEngine();
+  Define(*e, kBlink);
+  Ingest(*e, Join({Ev(1, kMar1, "blink"), Ev(1, kMar1, "order"), Ev(2, kMar1, "order")}));
+  const uint64_t p1 = Id(*e, 1), p2 = Id(*e, 2);
+  const int64_t now = kMar1 + 2 * kDay;  // 2880 blink deadlines and the activity one for person 1
+
+  auto r = e->Advance(now);
+  REQUIRE(r.ok());
+  Json j(*r);
+  CHECK(U(j["lifecycle"]["fired"]) == 1000 + 1);  // person 1's cap, and person 2's deadline
+  CHECK(U(j["lifecycle"]["capped"]) == 1);
+  // Person 1 stopped at the instant of the 1000th (16h40m in): the day's deadline waits.
+  const int64_t stop = kMar1 + 1000 * 60000;
+  CHECK(LifeNext(*r) == stop + 60000);
+  CHECK(LifeNext(*r) <= now);
+  CHECK(StateOf(*e, 1, "activity") == "active");
+  CHECK(StateOf(*e, 2, "activity") == "dormant");
+  Json life(*e->PersonLifecycle(p1));
+  CHECK(life["states"]["blink"]["since"].get_int64().value() == stop);
+  CHECK(Transitions(*e, p2).size() == 3);  // entered, active, dormant
+
+  // The next calls at the same clock go on from there, 1000 at a time, in order.
+  r = e->Advance(now);
+  REQUIRE(r.ok());
+  CHECK(U(Json(*r)["lifecycle"]["fired"]) == 1000);
+  CHECK(U(Json(*r)["lifecycle"]["capped"]) == 1);
+  r = e->Advance(now);
+  REQUIRE(r.ok());
+  Json last(*r);
+  CHECK(U(last["lifecycle"]["fired"]) == 881);
+  CHECK(last["lifecycle"]["capped"].error() == simdjson::NO_SUCH_FIELD);  // absent when none stopped
+  CHECK(LifeNext(*r) == now + 60000);
+  CHECK(StateOf(*e, 1, "activity") == "dormant");
+  CHECK(StateOf(*e, 1, "blink") == "on");
+
+  // Nothing was lost or reordered: person 1's transitions are those of an engine advanced
+  // every ten hours, which never reaches the cap.
+  auto f = OpenEngine();
+  Define(*f, kBlink);
+  Ingest(*f, Join({Ev(1, kMar1, "blink"), Ev(1, kMar1, "order"), Ev(2, kMar1, "order")}));
+  for (int64_t t = kMar1 + 10 * kHour; t < now; t += 10 * kHour) {
+    auto s = f->Advance(t);
+    REQUIRE(s.ok());
+    CHECK(Json(*s)["lifecycle"]["capped"].error() == simdjson::NO_SUCH_FIELD);
+  }
+  Advance(*f, now);
+  CHECK(Transitions(*e, p1).size() == 3 + 2880 + 1);  // entering both machines, the order, then the timers
+  CHECK(Transitions(*e, p1) == Transitions(*f, p1));
+  CHECK(Transitions(*e, p2) == Transitions(*f, p2));
+}
+
+TEST_CASE("machines: a capped Advance is replayed from the log to the same state") {
+  TempDir dir;
+  std::string before;
+  {
+    auto e = OpenAt(dir.path);
+    Define(*e, kBlink);
+    Ingest(*e, Join({Ev(1, kMar1, "blink"), Ev(2, kMar1, "blink")}));
+    auto r = e->Advance(kMar1 + kDay);
+    REQUIRE(r.ok());
+    CHECK(U(Json(*r)["lifecycle"]["capped"]) == 2);
+    before = Fingerprint(*e);
+  }
+  auto e = OpenAt(dir.path);
+  CHECK(Fingerprint(*e) == before);
+  // And it goes on from where the two persons stopped, as the live engine would have.
+  auto r = e->Advance(kMar1 + kDay);
+  REQUIRE(r.ok());
+  CHECK(U(Json(*r)["lifecycle"]["fired"]) == 2 * 440);
+  CHECK(StateOf(*e, 1, "blink") == "on");
 }
 
 TEST_CASE("machines: a persistent engine reopened keeps states and pending deadlines") {

@@ -441,8 +441,11 @@ class Engine:
         in time order. Returns {"now", "persons" (re-evaluated), "changed" (values
         changed), "next" (the next instant a tag value may change or a deadline is due,
         or None), "lifecycle": {"fired" (timers due), "transitions", "intents" (put in
-        the outbox), "next" (the next deadline, or None)}}. Raises ConflictError when
-        now_ms is before an earlier advance: the clock never goes back."""
+        the outbox), "capped" (only when some person reached the 1000 timers one call
+        fires for a person: their other due deadlines wait for the next call), "next"
+        (the next deadline, or None)}}. Raises ConflictError when now_ms is before an
+        earlier advance: the clock never goes back; InvalidError for a time before 1970
+        or after 9999."""
         return _json_call(_lib.cdp_advance, self._h, now_ms)
 
     # --- audiences ------------------------------------------------------------------
@@ -718,7 +721,7 @@ class Expression:
     def evaluate(self, oneid: int, now_ms: int) -> Evaluation:
         """Evaluates for a person at now_ms (epoch ms: the engine never reads the clock).
         Raises NotFoundError for an unknown OneID, LimitError when evaluation runs over
-        the configured step limit."""
+        the configured step limit, InvalidError for a time before 1970 or after 9999."""
         self._engine._h  # raises MisuseError once the engine is closed
         r = _json_call(_lib.cdp_expr_eval, self._h, oneid, now_ms, exact=True)
         return Evaluation(r["value"], r["kind"], r["valid_until"])
