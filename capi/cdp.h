@@ -279,11 +279,13 @@ CDP_API int32_t cdp_person_identifiers(cdp_buf *out, cdp_engine *engine, uint64_
  *  {"requested":N,"oneid":N,"size":N,"first_seen":ms,"anchor":"mobile:...",
  *   "identifiers":[...],"last_seen":ms,
  *   "attributes":{"city":{"value":"上海","source":"pos","ts":ms,"rule":"latest"}},
+ *   "consent":{"sms":{"granted":false,"source":"crm","ts":ms}},
  *   "events":{"order":{"count":3,"amount":597.00,"first":ms,"last":ms}},
  *   "tags":{"value_tier":{"value":"high","version":2}},"states":{}}
  *  @endcode
  *  Each attribute carries its lineage: the source and time of the value that won under
- *  its survivorship rule. "tags" is what cdp_person_tags gives. Money is a JSON number
+ *  its survivorship rule; "consent" holds the person's latest consent statement per
+ *  channel (docs/records.md). "tags" is what cdp_person_tags gives. Money is a JSON number
  *  with exactly two decimals (yuan).
  *  last_seen is null for a person no record has reached (created by a rule).
  *  flags: CDP_MASK masks identifier values. Returns CDP_OK, CDP_ENOTFOUND, CDP_EMISUSE,

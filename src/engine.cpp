@@ -673,24 +673,38 @@ absl::StatusOr<std::string> Engine::PersonDocument(uint64_t oneid, bool mask, bo
   auto time_or_null = [&](int64_t t) -> json::Writer& { return t == kNoTime ? w.Null() : w.Int(t); };
   w.Key("last_seen");
   time_or_null(p ? p->last_seen : kNoTime);
-  w.Key("attributes").BeginObject();
-  if (p) {
-    // Sorted by name, so the document does not depend on the order names were first seen.
-    std::vector<const AttrValue*> attrs;
+  // Sorted by name, so the document does not depend on the order names were first seen.
+  // Consent statements are attributes too (subject.hpp), shown apart by channel.
+  std::vector<const AttrValue*> attrs;
+  if (p)
     for (const AttrValue& a : p->attrs) attrs.push_back(&a);
-    std::sort(attrs.begin(), attrs.end(), [&](const AttrValue* x, const AttrValue* y) {
-      return ps.AttrName(x->attr) < ps.AttrName(y->attr);
-    });
-    for (const AttrValue* a : attrs) {
-      w.Key(ps.AttrName(a->attr)).BeginObject();
-      std::string v;
-      AppendValueJson(v, ps.Load(a->value));
-      w.Key("value").Raw(v);
-      w.Key("source").String(impl_->sources.Name(a->source));
-      w.Key("ts").Int(a->ts);
-      w.Key("rule").String(SurvivorshipName(ps.RuleOf(a->attr)));
-      w.EndObject();
-    }
+  std::sort(attrs.begin(), attrs.end(), [&](const AttrValue* x, const AttrValue* y) {
+    return ps.AttrName(x->attr) < ps.AttrName(y->attr);
+  });
+  auto is_consent = [&](const AttrValue* a) { return ps.AttrName(a->attr).starts_with(kConsentPrefix); };
+  auto lineage = [&](const AttrValue* a) {
+    w.Key("source").String(impl_->sources.Name(a->source));
+    w.Key("ts").Int(a->ts);
+  };
+  w.Key("attributes").BeginObject();
+  for (const AttrValue* a : attrs) {
+    if (is_consent(a)) continue;
+    w.Key(ps.AttrName(a->attr)).BeginObject();
+    std::string v;
+    AppendValueJson(v, ps.Load(a->value));
+    w.Key("value").Raw(v);
+    lineage(a);
+    w.Key("rule").String(SurvivorshipName(ps.RuleOf(a->attr)));
+    w.EndObject();
+  }
+  w.EndObject();
+  w.Key("consent").BeginObject();
+  for (const AttrValue* a : attrs) {
+    if (!is_consent(a)) continue;
+    w.Key(std::string_view(ps.AttrName(a->attr)).substr(kConsentPrefix.size())).BeginObject();
+    w.Key("granted").Bool(ConsentGiven(ps.Load(a->value), false));
+    lineage(a);
+    w.EndObject();
   }
   w.EndObject();
   w.Key("events").BeginObject();

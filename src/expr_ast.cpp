@@ -53,6 +53,7 @@ constexpr FnInfo kFns[] = {
     {"money", Fn::kMoney, 1, 1, false},
     {"yuan", Fn::kYuan, 1, 1, false},
     {"duration", Fn::kDuration, 1, 1, false},
+    {"consent", Fn::kConsent, 1, 1, false},
 };
 constexpr std::string_view kAggs[] = {"count", "sum", "avg", "min", "max", "distinct",
                                       "active_days", "first", "last", "days_since"};

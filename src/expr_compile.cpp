@@ -425,6 +425,19 @@ class Compiler {
       info.ty = Ty::kBool;
       return c;
     }
+    // consent("sms") reads the channel's statement, an attribute (subject.hpp), so the
+    // channel is a literal, resolved now with the default for it.
+    if (x.fn == Fn::kConsent) {
+      const Node& c = ast_.nodes[x.args[0]];
+      if (c.op != Op::kLit || c.lit.kind != ValueKind::kString)
+        return Fail(x.args[0], "consent: the channel is a string literal, e.g. consent(\"sms\")");
+      if (!ValidTypeName(c.lit.s)) return Fail(x.args[0], "consent: channel names are 1-64 of [A-Za-z0-9_.-]");
+      node.op = POp::kConsent;
+      node.id = names_.Attr(Cat(kConsentPrefix, c.lit.s));
+      node.aux = names_.ConsentDefault(c.lit.s);
+      info.ty = Ty::kBool;
+      return static_cast<int>(Emit(node, {}));
+    }
     // A zone argument of a date part is a literal, loaded now.
     if (argc == 2 && (x.fn == Fn::kYear || x.fn == Fn::kMonth || x.fn == Fn::kDay || x.fn == Fn::kWeekday || x.fn == Fn::kHour)) {
       const Node& z = ast_.nodes[x.args[1]];
@@ -505,6 +518,7 @@ class Compiler {
       case Fn::kMoney:
       case Fn::kYuan: if (!want(0, {I, D, M, S})) return -1; info.ty = M; break;
       case Fn::kDuration: if (!want(0, {I, U, S})) return -1; info.ty = U; break;
+      case Fn::kConsent: break;  // lowered above
     }
     return static_cast<int>(Emit(node, kids));
   }

@@ -390,6 +390,7 @@ Value Evaluator::State::Ev(uint32_t n, int64_t& vu) {
     case POp::kHasIds: return Value::Bool(s->IdCount(x.id) > 0);
     case POp::kTag: return s->Tag(x.id);
     case POp::kState: return s->State(x.id);
+    case POp::kConsent: return Value::Bool(ConsentGiven(s->Attr(x.id), x.aux != 0));
     case POp::kEventProp: return ev ? s->Prop(*ev, x.id) : Value();
     case POp::kEventAmount: return ev && ev->has_amount ? Value::Money(ev->amount) : Value();
     case POp::kEventTs: return ev ? Value::Timestamp(ev->ts) : Value();

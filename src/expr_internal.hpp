@@ -40,7 +40,7 @@ enum class Fn : uint8_t {
   kHas, kSize, kContains, kStartsWith, kEndsWith, kMatches, kLower, kUpper,
   kYear, kMonth, kDay, kWeekday, kHour, kDaysBetween, kToday, kNow,
   kInt, kDouble, kString, kAbs, kLeast, kGreatest,
-  kDate, kTimestamp, kMoney, kYuan, kDuration,
+  kDate, kTimestamp, kMoney, kYuan, kDuration, kConsent,
 };
 struct FnInfo {
   std::string_view name;
@@ -163,7 +163,7 @@ enum class Ty : uint8_t {
 std::string_view TyName(Ty t);
 
 enum class POp : uint8_t {
-  kConst, kList, kAttr, kFirstSeen, kLastSeen, kIds, kHasIds, kTag, kState,
+  kConst, kList, kAttr, kFirstSeen, kLastSeen, kIds, kHasIds, kTag, kState, kConsent,
   kEventProp, kEventAmount, kEventTs,
   kNot, kNeg, kAnd, kOr, kCond, kEq, kNe, kLt, kLe, kGt, kGe, kIn,
   kAdd, kSub, kMul, kDiv, kMod, kIndex, kCall, kAgg,
@@ -177,11 +177,12 @@ enum : uint8_t { kPropNone = 0, kPropAmount = 1, kPropKey = 2 };
 
 struct PNode {
   POp op = POp::kConst;
-  uint8_t aux = 0;    // kCall: Fn; kAgg: Agg
+  uint8_t aux = 0;    // kCall: Fn; kAgg: Agg; kConsent: the channel's default (1 granted)
   uint8_t flags = 0;  // comparisons: kLinear*; kAgg: kProp*
   uint8_t nkids = 0;
   uint32_t kid = 0;   // first child in Program::kids
-  uint32_t id = 0;    // attr / id type / tag / machine / prop key / event type; kAgg: event type
+  uint32_t id = 0;    // attr (kConsent: the channel's) / id type / tag / machine / prop key /
+                      // event type; kAgg: event type
   uint32_t extra = 0; // kAgg: prop key; kCall: regex index or zone index (+1; 0 = none)
   uint32_t win = 0;   // kAgg: window index
   Value k;            // kConst

@@ -142,7 +142,7 @@ struct Journey {
   // Totals since it was first defined (a redefinition keeps them).
   uint64_t entered = 0, held_out = 0, completed = 0, exited = 0, goals = 0, held_out_goals = 0,
            cancelled = 0;
-  uint64_t queued = 0, deferred = 0, capped = 0, suppressed = 0, dropped = 0, withdrawn = 0;
+  uint64_t queued = 0, deferred = 0, capped = 0, suppressed = 0, dropped = 0, withdrawn = 0, no_consent = 0;
 };
 
 // A journey's persons in Ix order. Loops that write to the feed or free deferred-intent
@@ -1392,6 +1392,14 @@ void JourneysPart::Flush() {
       FeedIntent(s.person, in.at, *jr->def, in.key, in.step, in.action, "held_out", 0, in.at);
       continue;
     }
+    // Checked when the intent is decided and again when a deferred one is released: the
+    // person may withdraw in between.
+    if (!core_.Consented(s.person, in.channel)) {
+      jr->no_consent++;
+      core_.no_consent++;
+      FeedIntent(s.person, in.at, *jr->def, in.key, in.step, in.action, "no_consent", 0, in.at);
+      continue;
+    }
     const int64_t open = NextOpen(in.at);
     if (open != in.at) {
       auto ti = jr->tracks.find(s.person);
@@ -1565,6 +1573,7 @@ void JourneysPart::AppendCatalog(json::Writer& w) const {
     w.Key("held_out").Uint(jr->suppressed);
     w.Key("cancelled").Uint(jr->withdrawn);
     w.Key("dropped").Uint(jr->dropped);
+    w.Key("no_consent").Uint(jr->no_consent);
     w.EndObject();
     w.Key("definition").Raw(d.source);
     w.EndObject();
@@ -1632,7 +1641,7 @@ static_assert(sizeof(DeferredRec) == 64);
 constexpr uint64_t Journey::*kTotals[] = {
     &Journey::active, &Journey::entered, &Journey::held_out, &Journey::completed, &Journey::exited,
     &Journey::goals, &Journey::held_out_goals, &Journey::cancelled, &Journey::queued, &Journey::deferred,
-    &Journey::capped, &Journey::suppressed, &Journey::dropped, &Journey::withdrawn};
+    &Journey::capped, &Journey::suppressed, &Journey::dropped, &Journey::withdrawn, &Journey::no_consent};
 
 void JourneysPart::Save(snap::Writer& w) const {
   assert(staged_.empty());  // see above

@@ -240,6 +240,11 @@ class Core {
   // evaluation runs out of steps (counted in guard_errors).
   bool Test(const Expr& e, Ix p, int64_t now);
   Value Eval(const Expr& e, Ix p, int64_t now);
+  // Consent (PIPL): whether an intent on this channel may go to the person now, by the
+  // profile as it stands (ProfileStore::Consented). An intent without a channel is not
+  // checked: the host picks the channel, and checks it. Machines and journeys ask it just
+  // before an intent would enter the outbox, and count a refusal in no_consent.
+  bool Consented(Ix p, std::string_view channel) const;
   absl::StatusOr<Template> CompileTemplate(simdjson::dom::element v, std::string_view path);
   std::string Render(const Template& t, Ix p, int64_t now);
 
@@ -264,6 +269,7 @@ class Core {
   // Persons whose machine states changed (for tags reading state.*).
   std::vector<uint64_t> state_changed;
   uint64_t guard_errors = 0;
+  uint64_t no_consent = 0;  // intents not emitted: the person has not consented to the channel
   uint64_t transitions = 0, intents = 0;  // counted during Advance by the parts
 
   // The heap, for Advance (lifecycle.cpp).

@@ -289,6 +289,10 @@ bool Core::Test(const Expr& e, Ix p, int64_t now) {
   return v.kind == ValueKind::kBool && v.b;
 }
 
+bool Core::Consented(Ix p, std::string_view channel) const {
+  return channel.empty() || store.Consented(store.Find(oneids_[p]), channel);
+}
+
 // Templates: walk the JSON value, writing it minified; strings with {{...}} split it.
 namespace {
 
@@ -762,7 +766,8 @@ bool Lifecycle::empty() const {
 std::string Lifecycle::StatsJson() const {
   return Cat("{\"persons\":", core_->persons(), ",\"timers\":", core_->heap.size(),
                 ",\"outbox_pending\":", core_->outbox.pending(), ",\"outbox_dropped\":", core_->outbox.dropped(),
-                ",\"guard_errors\":", core_->guard_errors, ",\"bytes\":", bytes(), "}");
+                ",\"guard_errors\":", core_->guard_errors, ",\"intents_no_consent\":", core_->no_consent,
+                ",\"bytes\":", bytes(), "}");
 }
 
 uint64_t Lifecycle::bytes() const {
@@ -834,6 +839,7 @@ void Core::Save(snap::Writer& w) const {
   w.U64(guard_errors);
   w.U64(transitions);
   w.U64(intents);
+  w.U64(no_consent);
   w.Vec(state_changed);
   for (const auto& part : parts) {
     w.Part(part->section());
@@ -873,6 +879,7 @@ absl::Status Core::Load(snap::Reader& r) {
   guard_errors = r.U64();
   transitions = r.U64();
   intents = r.U64();
+  no_consent = r.U64();
   r.Vec(state_changed);
   if (!r.ok()) return r.status();
 

@@ -539,6 +539,10 @@ void Machines::Enter(uint32_t mi, Ix p, uint16_t to, int64_t ts, Reason why, con
     c.period_due = PeriodStart(d.reset, ts);
     core_.Schedule(c.period_due, PartId::kMachines, p, mi * 2 + 1, c.gen);
   }
+  // A transition's intent is not emitted to a person who has not consented to its
+  // channel; its feed event says so, as no intent event will.
+  const bool act = t && !t->action.empty();
+  const bool consented = !act || core_.Consented(p, t->channel);
   std::string text;
   text.reserve(160);  // one allocation for the feed text
   json::Writer w(text);
@@ -550,11 +554,14 @@ void Machines::Enter(uint32_t mi, Ix p, uint16_t to, int64_t ts, Reason why, con
   if (why == Reason::kEvent) w.Key("event").String(core_.store.EventTypeName(cause));
   if (t) w.Key("transition").String(t->label);
   w.Key("version").Int(d.version);
+  if (!consented) w.Key("intent").String("no_consent");
   w.EndObject();
   core_.Record(p, Transition{ts, d.id, from, to, static_cast<uint8_t>(why), cause}, FeedEvent::Kind::kStateChanged,
                std::move(text));
   core_.transitions++;
-  if (t && !t->action.empty()) {
+  if (!consented) {
+    core_.no_consent++;
+  } else if (act) {
     Intent in;
     in.oneid = core_.OneId(p);
     in.at = in.created = ts;

@@ -118,6 +118,14 @@ bool NormalizeEmail(std::string_view raw, std::string& out) {
 
 }  // namespace
 
+bool ValidTypeName(std::string_view n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
+
 bool Blocklist::Blocks(std::string_view v) const {
   if (!exact.empty()) {
     if (v.size() <= 64) {
@@ -397,12 +405,43 @@ absl::Status Finish(IdPolicy& pol, const std::string& path) {
   return absl::OkStatus();
 }
 
-bool ValidTypeName(std::string_view n) {
-  if (n.empty() || n.size() > 64) return false;
-  for (char c : n)
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
-      return false;
-  return true;
+// "granted" or "denied", as privacy.consent spells a default.
+absl::Status GetConsent(dom::element v, const std::string& path, bool& granted) {
+  std::string s;
+  if (auto st = GetString(v, path, s); !st.ok()) return st;
+  if (s != "granted" && s != "denied") return Bad(path, "expected \"granted\" or \"denied\"");
+  granted = s == "granted";
+  return absl::OkStatus();
+}
+
+// privacy.consent: {"default": ..., "channels": {channel: ..., channel: null}}, field by
+// field over what is there (null removes a channel's own default).
+absl::Status ApplyConsent(EngineConfig::ConsentDefaults& c, dom::element v, const std::string& path) {
+  dom::object o;
+  if (v.get(o) != simdjson::SUCCESS) return Bad(path, "expected an object");
+  for (auto [key, val] : o) {
+    std::string p = Cat(path, ".", key);
+    if (key == "default") {
+      if (auto st = GetConsent(val, p, c.granted); !st.ok()) return st;
+    } else if (key == "channels") {
+      dom::object channels;
+      if (val.get(channels) != simdjson::SUCCESS) return Bad(p, "expected an object of channel: default");
+      for (auto [name, dv] : channels) {
+        std::string cp = Cat(p, ".", name);
+        if (!ValidTypeName(name)) return Bad(cp, "channel names are 1-64 of [A-Za-z0-9_.-]");
+        if (dv.is_null()) {
+          c.channels.erase(name);
+          continue;
+        }
+        bool granted;
+        if (auto st = GetConsent(dv, cp, granted); !st.ok()) return st;
+        c.channels.insert_or_assign(std::string(name), granted);
+      }
+    } else {
+      return Bad(p, "unknown key");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) {
@@ -523,6 +562,10 @@ absl::Status ApplyConfig(EngineConfig& cfg, dom::element root, bool is_default) 
       if (val.get(d) != simdjson::SUCCESS) return Bad(p, "expected an object");
       for (auto [k2, v2] : d) {
         std::string p2 = Cat(p, ".", k2);
+        if (k2 == "consent") {
+          if (st = ApplyConsent(cfg.consent, v2, p2); !st.ok()) return st;
+          continue;
+        }
         std::string s;
         if (st = GetString(v2, p2, s); !st.ok()) return st;
         if (k2 == "tombstones") {

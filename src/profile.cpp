@@ -192,6 +192,7 @@ struct ProfileStore::Impl {
   std::vector<uint32_t> freed;
   int32_t newest_day = INT32_MIN;
   uint64_t events_dropped = 0;
+  std::string consent_name;  // scratch: kConsentPrefix + a channel
 
   Impl(ProfileStore& store, const NameTable& src) : s(store), sources(src) {}
 
@@ -375,8 +376,9 @@ struct ProfileStore::Impl {
 
   // --- per profile ---
 
-  Profile& GetOrCreate(uint64_t oneid, uint32_t* slot_out = nullptr) {
+  Profile& GetOrCreate(uint64_t oneid, uint32_t* slot_out = nullptr, bool* created = nullptr) {
     auto [it, fresh] = by_oneid.try_emplace(oneid, 0);
+    if (created) *created = fresh;
     if (fresh) {
       uint32_t slot;
       if (!free_slots.empty()) {
@@ -735,21 +737,34 @@ uint64_t ProfileStore::AddRecord(const Batch& b, const Record& r, const NodeId* 
   uint64_t oneid = graph_.OneIdOf(anchor);
   if (oneid == 0) return 0;
   uint32_t slot;
-  Profile& p = m.GetOrCreate(oneid, &slot);
+  bool fresh;
+  Profile& p = m.GetOrCreate(oneid, &slot, &fresh);
   m.touched.insert(slot);
   ProfileChange& change = m.changes[slot];
   change.slot = slot;
+  // Nothing was derived from a new profile yet: a tag that reads none of this record's
+  // facts still has a value for it (count(order) == 0, a consent default).
+  change.all |= fresh;
   auto source = static_cast<uint16_t>(r.source);
   uint32_t set = m.FindOrAddIdSet(p, source, nodes, n, Impl::HashIdSet(source, nodes, n), r.ts, r.ts, 1);
   if (p.first_seen == kNoTime || r.ts < p.first_seen) p.first_seen = r.ts;
   if (p.last_seen == kNoTime || r.ts > p.last_seen) p.last_seen = r.ts;
 
-  for (uint32_t i = 0; i < r.attrs_count; ++i) {
-    const FieldIn& f = b.fields[r.attrs_begin + i];
-    uint32_t attr = m.AttrId(b.Name(f));
-    m.Observe(p, AttrObs{attr, set, r.ts, m.Intern(b, f)});
+  auto observe = [&](uint32_t attr, Stored value) {
+    m.Observe(p, AttrObs{attr, set, r.ts, value});
     m.Resolve(p, attr);
     if (!change.all) change.attrs.push_back(attr);
+  };
+  for (uint32_t i = 0; i < r.attrs_count; ++i) {
+    const FieldIn& f = b.fields[r.attrs_begin + i];
+    observe(m.AttrId(b.Name(f)), m.Intern(b, f));
+  }
+  for (uint32_t i = 0; i < r.consent_count; ++i) {
+    const FieldIn& f = b.fields[r.consent_begin + i];
+    if (f.kind != ValueKind::kBool) continue;  // named, not stated
+    m.consent_name.assign(kConsentPrefix).append(b.Name(f));
+    const uint32_t said = strings_.Intern(f.bits ? kConsentGranted : kConsentWithdrawn);
+    observe(m.AttrId(m.consent_name), Stored{ValueKind::kString, said});
   }
 
   if (r.event_type_len == 0) return oneid;
@@ -961,6 +976,20 @@ uint32_t ProfileStore::PropKey(std::string_view name) { return impl_->prop_keys.
 uint32_t ProfileStore::Tag(std::string_view name) { return impl_->tags.Intern(name); }
 uint32_t ProfileStore::Machine(std::string_view name) { return impl_->machines.Intern(name); }
 int ProfileStore::IdType(std::string_view name) const { return cfg_.FindType(name); }
+bool ProfileStore::ConsentDefault(std::string_view channel) const { return cfg_.consent.For(channel); }
+
+bool ProfileStore::Consented(const Profile* p, std::string_view channel) const {
+  const bool dflt = ConsentDefault(channel);
+  // The name is looked up, never interned (this is a read), in a buffer on the stack: it
+  // runs for every intent. A channel no record stated has no name; nor one too long.
+  char name[kConsentPrefix.size() + 64];
+  if (!p || channel.size() > 64) return dflt;
+  std::memcpy(name, kConsentPrefix.data(), kConsentPrefix.size());
+  std::memcpy(name + kConsentPrefix.size(), channel.data(), channel.size());
+  const int attr = impl_->attr_names.Find(std::string_view(name, kConsentPrefix.size() + channel.size()));
+  if (attr < 0) return dflt;
+  return ConsentGiven(ProfileView(*this, p, p->oneid).Attr(static_cast<uint32_t>(attr)), dflt);
+}
 
 // --- canonical text -----------------------------------------------------------------------
 

@@ -259,8 +259,8 @@ struct RecordParser::Impl {
       // A key given twice would be read twice (attributes counted from the first copy
       // and indexed from the second: the fuzzer's find); JSON leaves it undefined, so refuse.
       {
-        static constexpr std::string_view kKeys[] = {"ts", "source", "ids", "attrs", "event"};
-        for (uint32_t k = 0; k < 5; ++k)
+        static constexpr std::string_view kKeys[] = {"ts", "source", "ids", "attrs", "event", "consent"};
+        for (uint32_t k = 0; k < std::size(kKeys); ++k)
           if (key == kKeys[k]) {
             if (seen_keys & (1u << k)) {
               e = {std::string(key), "given twice in one record", col(token)};
@@ -383,6 +383,12 @@ struct RecordParser::Impl {
         od::object eo;
         if (auto err = v.get_object().get(eo)) return syntax(err);
         if (!ParseEvent(r, eo, event_type, b, e, col)) return false;
+      } else if (key == "consent") {
+        if (jt == od::json_type::null) continue;
+        if (jt != od::json_type::object) { e = {"consent", "expected an object of channel: true, false or null", col(token)}; return false; }
+        od::object co;
+        if (auto err = v.get_object().get(co)) return syntax(err);
+        if (!ParseConsent(r, co, b, e, col)) return false;
       } else if (jt == od::json_type::string) {
         std::string_view s;
         if (auto err = v.get_string().get(s)) return syntax(err);
@@ -475,6 +481,41 @@ struct RecordParser::Impl {
       }
     }
     if (!have_type) { e = {"event.type", "missing", 0}; return false; }
+    return true;
+  }
+
+  // The consent object: channel → true (granted), false (withdrawn) or null (not stated).
+  // Each is a field named by its channel: kBool, or kNull for one not stated.
+  template <typename Col>
+  bool ParseConsent(Record& r, od::object& o, Batch& b, LineError& e, const Col& col) {
+    r.consent_begin = static_cast<uint32_t>(b.fields.size());
+    for (auto f : o) {
+      std::string_view channel;
+      od::value v;
+      if (f.unescaped_key().get(channel) || f.value().get(v)) { e = {"consent", "malformed", 0}; return false; }
+      std::string_view tok = v.raw_json_token();
+      auto fail = [&](std::string_view why) {
+        e = {Cat("consent.", channel), std::string(why), col(tok)};
+        return false;
+      };
+      od::json_type jt;
+      if (v.type().get(jt)) return fail("malformed");
+      if (!ValidTypeName(channel)) return fail("channel names are 1-64 of [A-Za-z0-9_.-]");
+      for (uint32_t k = r.consent_begin; k < b.fields.size(); ++k)
+        if (b.Name(b.fields[k]) == channel) return fail("given twice in one record");
+      bool granted = false;
+      if (jt != od::json_type::null && (jt != od::json_type::boolean || v.get_bool().get(granted)))
+        return fail("expected true (granted), false (withdrawn) or null");
+      if (++r.consent_count > cfg.profile.max_attrs_per_record)
+        return fail(Cat("more than ", cfg.profile.max_attrs_per_record, " channels"));
+      FieldIn x{};
+      x.name_off = static_cast<uint32_t>(b.kept.size());
+      x.name_len = static_cast<uint32_t>(channel.size());
+      b.kept += channel;
+      x.kind = jt == od::json_type::null ? ValueKind::kNull : ValueKind::kBool;
+      x.bits = granted;
+      b.fields.push_back(x);
+    }
     return true;
   }
 

@@ -36,7 +36,7 @@
 
 namespace cdp::snap {
 
-inline constexpr uint32_t kFormat = 2;
+inline constexpr uint32_t kFormat = 3;
 
 class Writer {
  public:

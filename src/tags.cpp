@@ -45,7 +45,13 @@ void ReadSet::AddAst(simdjson::dom::element n, Names& names) {
         else events.push_back(names.EventType(ev));
       }
     }
-    if (o["call"].get(call) == simdjson::SUCCESS && (call == "now" || call == "today")) clock = true;
+    if (o["call"].get(call) == simdjson::SUCCESS) {
+      if (call == "now" || call == "today") clock = true;
+      // consent("sms") reads the channel's consent attribute (its argument is a literal).
+      std::string_view channel;
+      if (call == "consent" && o["args"].at(0)["lit"].get(channel) == simdjson::SUCCESS)
+        attrs.push_back(names.Attr(Cat(kConsentPrefix, channel)));
+    }
     for (auto [k, v] : o) AddAst(v, names);
     return;
   }

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "cdp/calendar.hpp"
@@ -51,6 +52,10 @@ enum class Rejection : uint8_t {
   kCount_
 };
 std::string_view RejectionName(Rejection r);
+
+// Names of identifier types, attributes, event types, properties and consent channels, as
+// records and configs give them: 1 to 64 of [A-Za-z0-9_.-].
+bool ValidTypeName(std::string_view name);
 
 // A blocklist: exact values (compared after normalisation), patterns (std::regex, whole
 // match, ECMAScript), and the built-in rule for placeholder values: all characters the
@@ -159,6 +164,17 @@ struct EngineConfig {
   enum class Tombstones : uint8_t { kBlock, kConsent };
   Tombstones tombstones = Tombstones::kBlock;
   std::string consent_event = "consent";
+  // privacy.consent: what a person who never stated consent for a channel gets (records
+  // carry statements, docs/records.md): the channel's own default, else `granted`.
+  struct ConsentDefaults {
+    bool granted = true;
+    absl::flat_hash_map<std::string, bool, StrHash, StrEq> channels;
+    bool For(std::string_view channel) const {
+      auto it = channels.find(channel);
+      return it == channels.end() ? granted : it->second;
+    }
+  };
+  ConsentDefaults consent;
   Limits limits;
   ProfileConfig profile;
   SyncPolicy sync = SyncPolicy::kBatch;  // durability.sync; in-memory engines ignore it

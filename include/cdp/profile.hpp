@@ -205,8 +205,8 @@ struct alignas(64) Profile {
 };
 
 // A profile that changed since the layers derived from profiles (tags) last looked: all,
-// when its facts moved or its identifiers changed (a merge, a split, a removal); else the
-// attributes and event types its new records carried.
+// when it is new, its facts moved or its identifiers changed (a merge, a split, a
+// removal); else the attributes and event types its new records carried.
 struct ProfileChange {
   uint32_t slot = 0;
   bool all = false;
@@ -309,6 +309,11 @@ class ProfileStore final : public Names {
   };
   std::vector<TypeSummary> Summarize(const Profile& p) const;
 
+  // Whether the person of profile p (nullptr: one without a profile) may be contacted on a
+  // channel: their latest consent statement for it (kConsentPrefix), else the configured
+  // default (privacy.consent).
+  bool Consented(const Profile* p, std::string_view channel) const;
+
   // Live identifiers of a person by type (from the graph, for a person with no profile).
   uint32_t CountIds(uint64_t oneid, uint32_t type) const;
   const IdentityGraph& graph() const { return graph_; }
@@ -324,6 +329,7 @@ class ProfileStore final : public Names {
   uint32_t Tag(std::string_view name) override;
   uint32_t Machine(std::string_view name) override;
   int IdType(std::string_view name) const override;
+  bool ConsentDefault(std::string_view channel) const override;
   const TimeZone& Zone() const override { return cfg_.zone; }
 
   struct Counts {

@@ -2,7 +2,7 @@
 //
 // The wire format is NDJSON (docs/records.md):
 //   {"source":"tmall","ts":1700000000000,"ids":{"mobile":"+86 138-0013-8000"},
-//    "attrs":{"city":"上海"},"event":{"type":"order","amount":199.00}}
+//    "attrs":{"city":"上海"},"event":{"type":"order","amount":199.00},"consent":{"sms":false}}
 // Parsing turns each line into a Record whose identifiers are already normalised and
 // validated under their type's policy. Raw bytes stay in the caller's batch; a Record
 // holds views into it and into the batch's own arena, so a batch allocates O(1) times.
@@ -49,6 +49,9 @@ struct Record {
   uint32_t event_type_off = 0, event_type_len = 0;
   int64_t amount_fen = 0;
   bool has_amount = false;
+  // Consent statements (Batch::fields): the name is the channel, the value a kBool (true
+  // granted, false withdrawn), or kNull for a channel the record names without stating.
+  uint32_t consent_begin = 0, consent_count = 0;
 };
 
 // A malformed line: where, which field, and why.
@@ -65,7 +68,7 @@ struct Batch {
   std::vector<RecordId> ids;
   std::string arena;                     // normalised identifier values
   std::string kept;                      // attribute and property names and strings, event types
-  std::vector<FieldIn> fields;           // attributes and event properties
+  std::vector<FieldIn> fields;           // attributes, event properties, consent statements
   std::vector<std::pair<uint32_t, uint32_t>> list_items;  // (offset, length) in kept
   std::vector<std::string> sources;      // local source names, index = Record::source
   std::vector<RecordError> errors;       // at most limits.max_errors_listed kept

@@ -19,6 +19,22 @@ namespace cdp {
 inline constexpr uint32_t kAnyEventType = 0xFFFFFFFFu;
 inline constexpr int64_t kNoTime = INT64_MIN;  // FirstSeen/LastSeen of a person with no records
 
+// Consent (PIPL): a person's statement about a contact channel ("sms") is profile data,
+// kept as the attribute kConsentPrefix + channel. Records cannot give an attribute that
+// name (':' is not allowed in theirs), and being an attribute, the statement follows merges,
+// splits, snapshots, erasure and access exports with the rest of the profile. Its value is
+// kConsentGranted or kConsentWithdrawn under the `latest` rule: strings rather than bools
+// because survivorship breaks a tie of time and source by value, and of two statements
+// made at the same instant by one source the withdrawal must win ("withdrawn" > "granted").
+inline constexpr std::string_view kConsentPrefix = "consent:";
+inline constexpr std::string_view kConsentGranted = "granted";
+inline constexpr std::string_view kConsentWithdrawn = "withdrawn";
+// A consent attribute's value read back: the statement, or the default when there is none.
+inline bool ConsentGiven(const Value& v, bool default_granted) {
+  if (v.kind != ValueKind::kString) return default_granted;
+  return v.str() == kConsentGranted;
+}
+
 // One stored event, as a scan hands it out. handle is the store's own reference, for Prop.
 struct EventView {
   int64_t ts;          // epoch ms
@@ -79,6 +95,9 @@ class Names {
   virtual uint32_t Tag(std::string_view name) = 0;
   virtual uint32_t Machine(std::string_view name) = 0;
   virtual int IdType(std::string_view name) const = 0;
+  // What consent(channel) gives a person who never stated consent for the channel: the
+  // engine's privacy.consent default for it (true: granted).
+  virtual bool ConsentDefault(std::string_view channel) const = 0;
   // The zone that local days, today() and date parts use.
   virtual const TimeZone& Zone() const = 0;
 };

@@ -36,9 +36,16 @@ class FakeNames : public cdp::Names {
       if (id_types_[k] == name) return static_cast<int>(k);
     return -1;
   }
+  bool ConsentDefault(std::string_view channel) const override {
+    auto it = consent_defaults.find(std::string(channel));
+    return it == consent_defaults.end() ? consent_granted : it->second;
+  }
   const cdp::TimeZone& Zone() const override { return zone_; }
 
   std::vector<std::string> attrs, events, props, tags, machines;
+  // privacy.consent as the config has it: the default, and channels' own.
+  bool consent_granted = true;
+  std::map<std::string, bool> consent_defaults;
 
  private:
   static uint32_t Intern(std::vector<std::string>& v, std::string_view name) {
@@ -70,6 +77,11 @@ class FakeSubject : public cdp::Subject {
   }
   FakeSubject& SetAttr(std::string_view name, std::string_view s) { return SetAttr(name, Keep(s)); }
   FakeSubject& SetAttr(std::string_view name, const char* s) { return SetAttr(name, Keep(s)); }
+  // A consent statement, kept as the profile store keeps one (subject.hpp).
+  FakeSubject& SetConsent(std::string_view channel, bool granted) {
+    return SetAttr(std::string(cdp::kConsentPrefix) + std::string(channel),
+                   granted ? cdp::kConsentGranted : cdp::kConsentWithdrawn);
+  }
   FakeSubject& SetIds(std::string_view type, uint32_t n) {
     ids_[names_.IdType(type)] = n;
     return *this;

@@ -1146,6 +1146,47 @@ TEST_CASE("expr: AppendValueJson") {
   CHECK(cdp::ValueKindName(cdp::ValueKind::kMoney) == "money");
 }
 
+TEST_CASE("expr: consent(channel) is the person's statement, else the channel's default, else the default") {
+  Env e;
+  e.person.SetConsent("sms", false).SetConsent("email", true);
+  e.names.consent_granted = false;
+  e.names.consent_defaults["wechat_template"] = true;
+  e.names.consent_defaults["email"] = false;
+  CHECK(e.J("consent(\"sms\")") == "false");            // withdrawn
+  CHECK(e.J("consent(\"email\")") == "true");           // granted, over the channel's default
+  CHECK(e.J("consent(\"wechat_template\")") == "true"); // not stated: the channel's default
+  CHECK(e.J("consent('wecom')") == "false");            // not stated, no channel default
+  // The default is resolved when the expression compiles (the config is fixed per engine).
+  e.names.consent_granted = true;
+  CHECK(e.J("consent('wecom')") == "true");
+  CHECK(e.J("consent(\"sms\")") == "false");
+  // A bool in conditions, never null, and valid until a record changes it.
+  const EvalResult r = e.Run("!consent('sms') && consent('email') && count(order, 30d) == 0");
+  CHECK(Json(r.value) == "true");
+  CHECK(r.valid_until == kForever);
+  const Expr x = e.Compile("consent('sms')");
+  CHECK_FALSE(x.time_dependent());
+  CHECK(x.result_type() == "bool");
+  // It reads the channel's consent attribute, a name records cannot give an attribute.
+  CHECK(std::find(e.names.attrs.begin(), e.names.attrs.end(), "consent:sms") != e.names.attrs.end());
+  // The JSON AST is an ordinary call, read back the same.
+  CHECK(x.AstJson() == R"({"call":"consent","args":[{"lit":"sms","type":"string"}]})");
+  auto y = Expr::FromAst(x.AstJson(), e.names);
+  REQUIRE(y.ok());
+  CHECK(y->AstJson() == x.AstJson());
+  auto v = e.ev.Eval(*y, e.person, e.now);
+  REQUIRE(v.ok());
+  CHECK(Json(v->value) == "false");
+  // The channel is a literal channel name, known when compiling.
+  CHECK(e.Err("consent(attrs.channel)").find("consent: the channel is a string literal") != std::string::npos);
+  CHECK(e.Err("consent(\"s m s\")").find("channel names are 1-64") != std::string::npos);
+  CHECK(e.Err("consent(\"\")").find("channel names are 1-64") != std::string::npos);
+  CHECK(e.Err("consent()").find("consent takes 1 argument") != std::string::npos);
+  CHECK(e.Err("consent('sms', 'email')").find("consent takes 1 argument") != std::string::npos);
+  CHECK(e.Err("consent('sms') + 1").find("does not apply to bool") != std::string::npos);
+  CHECK(e.AstErr(R"({"call":"consent","args":[{"ref":"attrs","name":"ch"}]})").find("string literal") != std::string::npos);
+}
+
 // ---- the reference documentation ----
 
 namespace {
@@ -1157,6 +1198,7 @@ void DocPerson(Env& e) {
   p.SetAttr("birthday", Value::Date(cdp::DaysFromCivil(1990, 3, 20)));
   p.SetAttr("interests", p.KeepList({p.Keep("beauty"), p.Keep("travel")}));
   p.SetIds("mobile", 1).SetIds("member_no", 1);
+  p.SetConsent("sms", false);
   p.SetSeen(T("2023-06-01T10:00:00+08:00"), T("2024-03-14T20:00:00+08:00"));
   p.AddEvent("order", T("2024-03-14T20:00:00+08:00"), 19900, {{"channel", p.Keep("tmall")}, {"sku", p.Keep("A1")}});
   p.AddEvent("order", T("2024-03-02T09:00:00+08:00"), 35000, {{"channel", p.Keep("store")}, {"sku", p.Keep("B7")}});

@@ -374,7 +374,7 @@ TEST_CASE("lifecycle snapshot: bad bytes in the loyalty or journeys part fail wi
         for (int f = 0; f < 6; ++f) r.Str();
       }
       r.U32();
-      for (uint64_t k = 0; k < 14; ++k) r.U64();
+      for (uint64_t k = 0; k < 15; ++k) r.U64();  // the first journey's totals
       counts.push_back(at(r));  // the first journey's tracks
       REQUIRE(r.ok());
     }

@@ -99,6 +99,20 @@ TEST_CASE("tags: rule, statistic, bucket, import; values and reasons in the feed
   CHECK(FeedOf(*e, "tag_defined").size() == 6);
 }
 
+TEST_CASE("tags: a person first seen after the definitions gets every tag, also those its records do not touch") {
+  auto e = OpenEngine();
+  Define(*e, R"J([{"name":"buyer","kind":"rule","when":"count(order) > 0"},
+                  {"name":"no_city","kind":"rule","when":"attrs.city == null"}])J");
+  Ingest(*e, Rec("app", kMar1, Mobile(1), R"("event":{"type":"visit"})"));
+  CHECK(TagOf(*e, 1, "buyer") == "false");
+  CHECK(TagOf(*e, 1, "no_city") == "true");
+  CHECK(Count(*e, "tags.no_city") == 1);
+  // Later records re-evaluate only what they touch, as before.
+  Ingest(*e, Rec("crm", kMar1 + kHour, Mobile(1), R"("attrs":{"city":"上海"})"));
+  CHECK(TagOf(*e, 1, "no_city") == "false");
+  CHECK(TagOf(*e, 1, "buyer") == "false");
+}
+
 TEST_CASE("tags: a relative window turns off on the right local day through Advance") {
   auto e = OpenEngine();
   // An order at 23:30 local on March 1: in "the last 30 days" through March 30, out on March 31.
