@@ -182,11 +182,14 @@ int32_t cdp_config_default(cdp_buf* out) {
   }
 }
 
-int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_len, const char* dir) {
-  CDP_NEED(out, "cdp_engine_open");
+namespace {
+
+int32_t OpenEngine(const char* fn, cdp_engine** out, const char* config, uint64_t config_len, const char* dir,
+                   std::string_view key) {
   *out = nullptr;
   try {
-    auto eng = cdp::Engine::Open(View(config, config_len), dir == nullptr ? std::string_view() : std::string_view(dir));
+    auto eng = cdp::Engine::Open(View(config, config_len), dir == nullptr ? std::string_view() : std::string_view(dir),
+                                 key);
     if (!eng.ok()) return FromStatus(eng.status());
     auto* h = new cdp_engine{kMagicOpen, std::move(*eng), {}};
     {
@@ -196,10 +199,28 @@ int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_le
     *out = h;
     return Ok();
   } catch (const std::bad_alloc&) {
-    return Fail(CDP_ENOMEM, "cdp_engine_open: out of memory");
+    return Fail(CDP_ENOMEM, std::string(fn) + ": out of memory");
   } catch (...) {
-    return Fail(CDP_EINTERNAL, "cdp_engine_open: internal error");
+    return Fail(CDP_EINTERNAL, std::string(fn) + ": internal error");
   }
+}
+
+}  // namespace
+
+int32_t cdp_engine_open(cdp_engine** out, const char* config, uint64_t config_len, const char* dir) {
+  CDP_NEED(out, "cdp_engine_open");
+  return OpenEngine("cdp_engine_open", out, config, config_len, dir, {});
+}
+
+int32_t cdp_engine_open_keyed(cdp_engine** out, const char* config, uint64_t config_len, const char* dir,
+                              const void* key, uint64_t key_len) {
+  CDP_NEED(out, "cdp_engine_open_keyed");
+  if (key == nullptr && key_len != 0) {
+    *out = nullptr;
+    return Fail(CDP_EMISUSE, "cdp_engine_open_keyed: key is NULL");
+  }
+  return OpenEngine("cdp_engine_open_keyed", out, config, config_len, dir,
+                    std::string_view(static_cast<const char*>(key), key_len));
 }
 
 int32_t cdp_engine_close(cdp_engine* engine) {

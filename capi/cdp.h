@@ -158,6 +158,20 @@ CDP_API int32_t cdp_config_default(cdp_buf *out);
 CDP_API int32_t cdp_engine_open(cdp_engine **out, const char *config, uint64_t config_len,
                                 const char *dir);
 
+/** Opens an engine with the host's key for identifier types stored hashed ("hashed":
+ *  true in a type's policy, docs/config.md). Such a type's values are kept as an
+ *  HMAC-SHA-256 under the key plus a mask (138****8000), never raw: not in memory, the
+ *  log or snapshots. Records and calls naming them match as before; masked outputs show
+ *  the mask, unmasked ones the stored form "#<hash>|<mask>", which calls accept back.
+ *  key/key_len: at least 16 bytes, kept in memory only and wiped at close. A key is
+ *  needed exactly when the config hashes a type (cdp_engine_open refuses such a config).
+ *  A directory keeps a check value of its key (file key_check) and refuses any other key,
+ *  or none: values hashed under two keys never match. Otherwise as cdp_engine_open.
+ *  Returns as cdp_engine_open, with CDP_EINVALID also for a missing, unneeded, short or
+ *  wrong key, and CDP_EMISUSE for a NULL key with key_len > 0. */
+CDP_API int32_t cdp_engine_open_keyed(cdp_engine **out, const char *config, uint64_t config_len,
+                                      const char *dir, const void *key, uint64_t key_len);
+
 /** Closes an engine and frees everything it holds; a persistent engine's directory may
  *  then be opened again. Accepts NULL (CDP_OK). Returns CDP_EMISUSE for a handle that is
  *  not an open engine. The handle is invalid after. */

@@ -8,6 +8,7 @@
 #include "cdp/expr.hpp"
 #include "engine_internal.hpp"
 #include "json_util.hpp"
+#include "keyed_hash.hpp"
 #include "record_parser.hpp"
 #include "simdjson.h"
 #include "util.hpp"
@@ -39,6 +40,7 @@ const char* LogKindName(uint16_t k) {
     case LogKind::kLifecycleApply: return "lifecycle apply";
     case LogKind::kAckIntents: return "intents ack";
     case LogKind::kForget: return "forget";
+    case LogKind::kIngestHashed: return "ingest (hashed)";
   }
   return "unknown";
 }
@@ -49,13 +51,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
   return OpenMemory(config_json, /*definitions=*/true);
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenMemory(std::string_view config_json, bool definitions) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenMemory(std::string_view config_json, bool definitions,
+                                                           std::string_view key) {
   auto cfg = ParseConfig(config_json);
   if (!cfg.ok()) return cfg.status();
+  if (auto st = CheckKey(*cfg, key); !st.ok()) return st;
   std::unique_ptr<Engine> e(new Engine());
   e->cfg_ = std::move(*cfg);
   e->impl_ = std::make_unique<Impl>();
-  e->impl_->parser = std::make_unique<RecordParser>(e->cfg_, e->impl_->sources);
+  e->impl_->key.assign(key);
+  e->impl_->parser = std::make_unique<RecordParser>(e->cfg_, e->impl_->sources, key);
   e->graph_ = std::make_unique<IdentityGraph>(e->cfg_, e->feed_);
   e->impl_->sources.Intern("manual");  // source 0: manual rules
   e->profiles_ = std::make_unique<ProfileStore>(e->cfg_, *e->graph_, e->impl_->sources);
@@ -67,10 +72,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenMemory(std::string_view conf
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json, std::string_view dir) {
-  if (dir.empty()) return Open(config_json);
+  return Open(config_json, dir, {});
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_json, std::string_view dir,
+                                                     std::string_view key) {
+  if (dir.empty()) return OpenMemory(config_json, /*definitions=*/true, key);
   auto data_dir = DataDir::Open(dir, config_json);
   if (!data_dir.ok()) return data_dir.status();
   const std::string& path = (*data_dir)->path();
+  bool new_key = false;
+  if (auto st = CheckDirKey(path, key, new_key); !st.ok()) return st;
   // The newest snapshot that reads back whole; an unreadable one is reported and the one
   // before it, with a longer replay, takes its place (nothing acknowledged is lost while
   // the log reaches back to it: Snapshot() keeps the log from the older of two snapshots).
@@ -83,7 +95,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
     auto loaded = snap::Read(path, f);
     absl::Status st = loaded.status();
     if (st.ok()) {
-      auto fresh = OpenMemory((*data_dir)->config(), /*definitions=*/false);
+      auto fresh = OpenMemory((*data_dir)->config(), /*definitions=*/false, key);
       if (!fresh.ok()) return fresh.status();
       snap::Reader r(loaded->body);
       st = (*fresh)->LoadState(r);
@@ -98,7 +110,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
     skipped.emplace_back(f.name, std::string(st.message()));
   }
   if (!e) {
-    auto opened = Open((*data_dir)->config());
+    auto opened = OpenMemory((*data_dir)->config(), /*definitions=*/true, key);
     if (!opened.ok()) return opened.status();
     e = std::move(*opened);
   }
@@ -112,6 +124,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
     return absl::Status(wal.status().code(), Cat(wal.status().message(), " (after skipping snapshot ", skipped[0].first,
                                                  ": ", skipped[0].second, ")"));
   }
+  // The key's check value is stored once the directory has proven to open under it.
+  if (new_key)
+    if (auto st = WriteDirKey(path, key); !st.ok()) return st;
   e->impl_->dir = std::move(*data_dir);
   e->impl_->wal = std::move(*wal);
   e->impl_->recovery = std::move(recovery);
@@ -169,7 +184,7 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
       case LogKind::kIngest: case LogKind::kRecord: case LogKind::kRemoveSource: case LogKind::kRemoveRule:
       case LogKind::kTrimFeed: case LogKind::kDefineTags: case LogKind::kDropTag: case LogKind::kAdvance:
       case LogKind::kDropAudience: case LogKind::kRecountAudience: case LogKind::kDefineLifecycle:
-      case LogKind::kAckIntents: case LogKind::kForget: return 1;
+      case LogKind::kAckIntents: case LogKind::kForget: case LogKind::kIngestHashed: return 1;
       case LogKind::kRemoveIdentifier: case LogKind::kSplit: case LogKind::kSaveAudience:
       case LogKind::kDropLifecycle: case LogKind::kLifecycleApply: return 2;
       case LogKind::kAddRule: return 6;
@@ -194,6 +209,11 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
   bool may_fail = false;
   switch (static_cast<LogKind>(kind)) {
     case LogKind::kIngest: st = IngestBatch(f[0]).status(); break;
+    case LogKind::kIngestHashed: {
+      Ingested in;
+      if (st = DecodeBatch(f[0], in); st.ok()) ApplyBatch(std::move(in));
+      break;
+    }
     case LogKind::kRecord: st = IngestRecord(f[0]).status(); may_fail = true; break;
     case LogKind::kRemoveIdentifier: st = RemoveIdentifier(f[0], f[1]).status(); break;
     case LogKind::kRemoveSource: st = RemoveSource(f[0]).status(); break;
@@ -213,6 +233,7 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     case LogKind::kAckIntents: st = AckIntents(f[0]).status(); break;
     case LogKind::kForget: st = Forget(f[0]).status(); break;
   }
+  if (absl::IsDataLoss(st)) return st;  // a logged batch that does not decode
   if (st.ok() || (may_fail && (absl::IsInvalidArgument(st) || absl::IsFailedPrecondition(st))))
     return absl::OkStatus();
   return absl::InternalError(Cat("replaying write-ahead log entry ", seq, " (", LogKindName(kind), "): ",
@@ -222,40 +243,10 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
 
 // --- display --------------------------------------------------------------------------
 
-std::string MaskValue(Normalizer kind, std::string_view v) {
-  std::string out;
-  size_t slash = v.find('/');
-  if (slash != std::string_view::npos && kind != Normalizer::kEmail) {  // scope/value
-    out.assign(v.substr(0, slash + 1));
-    v.remove_prefix(slash + 1);
-  }
-  if (kind == Normalizer::kCnMobile && v.size() == 11) {
-    out += v.substr(0, 3);
-    out += "****";
-    out += v.substr(7);
-  } else if (kind == Normalizer::kEmail && v.find('@') != std::string_view::npos) {
-    out += v.substr(0, 1);
-    out += "***";
-    out += v.substr(v.find('@'));
-  } else if (v.size() > 6) {
-    // Keep two characters at each end; step back to a UTF-8 boundary.
-    size_t head = 2, tail = v.size() - 2;
-    while (head > 0 && (static_cast<unsigned char>(v[head]) & 0xC0) == 0x80) --head;
-    while (tail < v.size() && (static_cast<unsigned char>(v[tail]) & 0xC0) == 0x80) ++tail;
-    out += v.substr(0, head);
-    out += "***";
-    out += v.substr(tail);
-  } else {
-    out += "***";
-  }
-  return out;
-}
-
 std::string Engine::Display(NodeId n, bool mask) const {
   const Node& x = graph_->node(n);
   const IdPolicy& p = cfg_.types[x.type];
-  std::string_view v = graph_->Value(n);
-  return Cat(p.name, ":", mask ? MaskValue(p.normalizer, v) : std::string(v));
+  return Cat(p.name, ":", ShowValue(p, graph_->Value(n), mask));
 }
 
 void WriteRule(json::Writer& w, const Engine& e, const ManualRule& r) {
@@ -298,13 +289,18 @@ absl::Status Engine::CheckBatchSize(std::string_view data) const {
                                           cfg_.limits.max_batch_bytes, "); split it"));
 }
 
-absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data) {
+absl::StatusOr<Engine::Ingested> Engine::IngestBatch(std::string_view data, std::string* logged) {
   if (auto st = CheckBatchSize(data); !st.ok()) return st;
   Ingested in;
-  Batch& b = in.batch;
-  impl_->parser->ParseNdjson(data, b);
-  DropForgotten(b);
+  impl_->parser->ParseNdjson(data, in.batch);
   in.total_lines = CountLines(data);
+  if (logged && !impl_->key.empty()) *logged = EncodeBatch(in);
+  return ApplyBatch(std::move(in));
+}
+
+Engine::Ingested Engine::ApplyBatch(Ingested in) {
+  Batch& b = in.batch;
+  DropForgotten(b);
   const uint64_t base = in.base = impl_->records;
   impl_->records += in.total_lines;
   in.feed_from = feed_.next();
@@ -461,9 +457,12 @@ void Engine::WriteLinkCounts(json::Writer& w, const Ingested& in) {
 absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool assign) {
   if (auto st = Writable(); !st.ok()) return st;
   WriteScope scope(*this);
-  auto ingested = IngestBatch(data);
+  std::string hashed;  // the log's form of the batch when identifiers are hashed
+  auto ingested = IngestBatch(data, &hashed);
   if (!ingested.ok()) return ingested.status();  // refused whole: nothing changed
-  if (auto st = Log(K(LogKind::kIngest), {data}); !st.ok()) return st;
+  if (auto st = impl_->key.empty() ? Log(K(LogKind::kIngest), {data}) : Log(K(LogKind::kIngestHashed), {hashed});
+      !st.ok())
+    return st;
   const Ingested& in = *ingested;
   const Batch& b = in.batch;
   std::string out;
@@ -548,11 +547,14 @@ absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
     return absl::InvalidArgumentError("record: empty");
   if (auto st = Writable(); !st.ok()) return st;
   WriteScope scope(*this);
-  auto ingested = IngestBatch(line);
+  std::string hashed;
+  auto ingested = IngestBatch(line, &hashed);
   if (!ingested.ok()) return ingested.status();
   // Logged even when the record is malformed: it still took a record id and counts as
   // rejected, and replay must do the same.
-  if (auto st = Log(K(LogKind::kRecord), {json}); !st.ok()) return st;
+  if (auto st = impl_->key.empty() ? Log(K(LogKind::kRecord), {json}) : Log(K(LogKind::kIngestHashed), {hashed});
+      !st.ok())
+    return st;
   const Ingested& in = *ingested;
   if (in.batch.rejected) {
     const RecordError& e = in.batch.errors.front();
@@ -574,16 +576,17 @@ absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
 
 // --- queries ----------------------------------------------------------------------------
 
-namespace {
-
-struct Parsed { uint32_t type; std::string value; };
-
-absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type, std::string_view value) {
+absl::StatusOr<Engine::Parsed> Engine::Normalized(std::string_view type, std::string_view value) const {
+  const EngineConfig& cfg = cfg_;
   int t = cfg.FindType(type);
   if (t < 0) return absl::NotFoundError(Cat("unknown identifier type \"", type, "\""));
   Parsed p{static_cast<uint32_t>(t), {}};
   std::string_view v = value;
   const IdPolicy& pol = cfg.types[t];
+  if (pol.hashed && IsHashedValue(v)) {  // as unmasked outputs show it
+    p.value.assign(v);
+    return p;
+  }
   std::string scope;
   if (!pol.scope.empty()) {  // scoped values are written scope/value
     size_t slash = v.find('/');
@@ -596,18 +599,18 @@ absl::StatusOr<Parsed> Normalized(const EngineConfig& cfg, std::string_view type
   if (why != Rejection::kCount_)
     return absl::InvalidArgumentError(Cat(type, " value is not usable (", RejectionName(why), ")"));
   p.value = scope + p.value;
+  if (pol.hashed) p.value = HashIdentifier(impl_->key, pol, p.value);
   return p;
 }
-
-}  // namespace
 
 // An identifier's node, its value normalised first; NotFound when the type is unknown,
 // the value does not normalise, or no record (or rule) has named it.
 absl::StatusOr<NodeId> Engine::FindIdentifier(std::string_view type, std::string_view value) const {
-  auto p = Normalized(cfg_, type, value);
+  auto p = Normalized(type, value);
   if (!p.ok()) return absl::NotFoundError(p.status().message());
   NodeId n = graph_->Find(p->type, p->value);
-  if (n == kNoNode) return absl::NotFoundError(Cat("unknown identifier ", type, ":", p->value));
+  if (n == kNoNode)
+    return absl::NotFoundError(Cat("unknown identifier ", type, ":", ShowValue(cfg_.types[p->type], p->value, false)));
   return n;
 }
 
@@ -616,7 +619,7 @@ absl::StatusOr<uint64_t> Engine::Resolve(std::string_view type, std::string_view
   auto n = FindIdentifier(type, value);
   if (!n.ok()) return n.status();
   if (g.Quarantined(*n))
-    return absl::NotFoundError(Cat(type, ":", g.Value(*n), " is quarantined and belongs to no person"));
+    return absl::NotFoundError(Cat(Display(*n, /*mask=*/false), " is quarantined and belongs to no person"));
   return g.OneIdOf(*n);
 }
 
@@ -637,7 +640,7 @@ void WritePersonBody(json::Writer& w, const Engine& e, NodeId anchor, bool mask)
     const IdPolicy& pol = e.config().types[x.type];
     w.BeginObject();
     w.Key("type").String(pol.name);
-    w.Key("value").String(mask ? MaskValue(pol.normalizer, g.Value(n)) : std::string(g.Value(n)));
+    w.Key("value").String(ShowValue(pol, g.Value(n), mask));
     w.Key("trust").String(pol.trust == Trust::kWeak ? "weak" : "strong");
     if (x.first_seen == kNeverSeen) w.Key("first_seen").Null();
     else w.Key("first_seen").Int(x.first_seen);
@@ -859,10 +862,12 @@ absl::StatusOr<std::string> Engine::RemoveIdentifier(std::string_view type, std:
   WriteScope scope(*this);
   auto n = FindIdentifier(type, value);
   if (!n.ok()) return n.status();
+  // A hashed type's value is logged in its stored form, the only one the engine keeps.
+  const std::string stored = cfg_.types[graph_->node(*n).type].hashed ? std::string(graph_->Value(*n)) : "";
   uint64_t from = feed_.next();
   auto ids = graph_->RemoveIdentifier(*n);
   SyncProfiles(from, ids);
-  if (auto st = Log(K(LogKind::kRemoveIdentifier), {type, value}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kRemoveIdentifier), {type, stored.empty() ? value : stored}); !st.ok()) return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -903,7 +908,7 @@ absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view ident
     size_t colon = s.find(':');
     if (colon == std::string_view::npos)
       return absl::InvalidArgumentError(Cat("identifiers[", i, "]: expected \"type:value\""));
-    auto p = Normalized(cfg_, s.substr(0, colon), s.substr(colon + 1));
+    auto p = Normalized(s.substr(0, colon), s.substr(colon + 1));
     if (!p.ok()) return absl::InvalidArgumentError(Cat("identifiers[", i, "]: ", p.status().message()));
     NodeId n = graph_->Find(p->type, p->value);
     if (n == kNoNode || !graph_->Live(n) || graph_->Root(n) != root)
@@ -913,10 +918,19 @@ absl::StatusOr<std::string> Engine::Split(uint64_t oneid, std::string_view ident
   }
   if (side.empty() || side.size() >= graph_->PersonAt(root).size)
     return absl::InvalidArgumentError("identifiers: list some, but not all, of the person's identifiers");
+  // With hashed types the log lists the identifiers in stored form, never as given.
+  std::string logged;
+  if (!impl_->key.empty()) {
+    json::Writer w(logged);
+    w.BeginArray();
+    for (NodeId n : side) w.String(Cat(cfg_.types[graph_->node(n).type].name, ":", graph_->Value(n)));
+    w.EndArray();
+  }
   uint64_t from = feed_.next(), rule = 0;
   auto ids = graph_->Split(side, rule);
   SyncProfiles(from, ids);
-  if (auto st = Log(K(LogKind::kSplit), {WalU64(oneid).view(), idents_json}); !st.ok()) return st;
+  if (auto st = Log(K(LogKind::kSplit), {WalU64(oneid).view(), logged.empty() ? idents_json : logged}); !st.ok())
+    return st;
   return OneIdsReport(ids, from, feed_.next());
 }
 
@@ -931,7 +945,7 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
   std::string_view types[2] = {ta, tb}, values[2] = {va, vb};
   absl::StatusOr<Parsed> parsed[2];
   for (int k = 0; k < 2; ++k) {
-    parsed[k] = Normalized(cfg_, types[k], values[k]);
+    parsed[k] = Normalized(types[k], values[k]);
     if (!parsed[k].ok()) return absl::InvalidArgumentError(parsed[k].status().message());
     if (impl_->tombstones.Contains(cfg_.types[parsed[k]->type].name, parsed[k]->value))
       return absl::FailedPreconditionError(Cat(types[k], ": the identifier belongs to a person forgotten on request"));
@@ -944,7 +958,7 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
       // Not seen in any record yet: first seen "never" until a record carries it.
       ends[k] = graph_->Intern(parsed[k]->type, parsed[k]->value, kNeverSeen, 0);
       if (graph_->Quarantined(ends[k]))
-        return absl::InvalidArgumentError(Cat(types[k], ":", parsed[k]->value, " is quarantined"));
+        return absl::InvalidArgumentError(Cat(Display(ends[k], /*mask=*/false), " is quarantined"));
     }
     if (ends[0] == ends[1]) return absl::InvalidArgumentError("a rule needs two different identifiers");
     uint64_t id = 0;
@@ -958,7 +972,11 @@ absl::StatusOr<uint64_t> Engine::AddRule(std::string_view kind, std::string_view
     SyncProfiles(from, oneids);
     return id;
   }();
-  if (auto st = Log(K(LogKind::kAddRule), {kind, ta, va, tb, vb, note}); !st.ok()) return st;
+  // A hashed type's value is logged in stored form, the only one the engine keeps.
+  auto logged = [&](int k) -> std::string_view {
+    return cfg_.types[parsed[k]->type].hashed ? std::string_view(parsed[k]->value) : values[k];
+  };
+  if (auto st = Log(K(LogKind::kAddRule), {kind, ta, logged(0), tb, logged(1), note}); !st.ok()) return st;
   return outcome;
 }
 
@@ -1157,6 +1175,10 @@ std::string Engine::StatsJson() const {
   w.Key("forgotten").Uint(impl_->forgotten);
   w.Key("tombstones").Uint(impl_->tombstones.size());
   w.Key("erasure_pending").Bool(impl_->wal && impl_->erasure_pending);
+  w.Key("hashed_types").BeginArray();  // identifier types stored as keyed hashes
+  for (const IdPolicy& p : cfg_.types)
+    if (p.hashed) w.String(p.name);
+  w.EndArray();
   w.EndObject();
   w.EndObject();
   return out;

@@ -39,6 +39,7 @@ enum class LogKind : uint16_t {
   kLifecycleApply = 17,   // operation JSON, the clock when applied (ms, as u64 bits)
   kAckIntents = 18,       // acknowledgement JSON
   kForget = 19,           // {"oneids":[...]}: the persons, by OneID only
+  kIngestHashed = 20,     // a parsed batch (Engine::EncodeBatch): ingests when identifiers are hashed
 };
 inline uint16_t K(LogKind k) { return static_cast<uint16_t>(k); }
 
@@ -97,7 +98,19 @@ struct Engine::Impl {
   uint64_t forgotten = 0;
   bool erasure_pending = false;
   bool snapshot_erasure = false;  // the snapshot loaded at open completed an erasure
+  // Hashed identifiers: the host's key (empty: no type is hashed), never written
+  // anywhere, and wiped when the engine closes.
+  std::string key;
+  ~Impl();
 };
+
+// Hashed identifiers (src/engine_privacy.cpp). CheckKey: whether a key fits a config
+// (needed exactly when a type is hashed; at least 16 bytes). CheckDirKey: whether a
+// directory was created under this key, from its key_check file; new_key is set when
+// the directory has none yet, and WriteDirKey then stores it.
+absl::Status CheckKey(const EngineConfig& cfg, std::string_view key);
+absl::Status CheckDirKey(const std::string& dir, std::string_view key, bool& new_key);
+absl::Status WriteDirKey(const std::string& dir, std::string_view key);
 
 // One piece of evidence as JSON: {"from","to","rule","source","record","ts","count"}.
 void WriteLink(json::Writer& w, const Engine& e, const Link& l, const NameTable& sources);

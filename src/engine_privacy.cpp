@@ -9,6 +9,13 @@
 // log and snapshots, which still hold the raw inputs: the snapshot that follows (at once,
 // unless the request defers it) is written without the person and removes every file
 // older than itself.
+//
+// Hashed identifiers: a type whose policy says "hashed" is stored as a keyed hash of its
+// value under the host's key, with the value's mask for display (HashedValue in
+// cdp/policy.hpp), so matching works and no raw value of it is held in memory or on disk.
+// The log then holds parsed batches (EncodeBatch) instead of the NDJSON given, and every
+// other logged write names such identifiers in stored form.
+#include <openssl/crypto.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -20,6 +27,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "cdp/engine.hpp"
 #include "engine_internal.hpp"
+#include "fs.hpp"
 #include "json_util.hpp"
 #include "keyed_hash.hpp"
 #include "snapshot.hpp"
@@ -437,6 +445,274 @@ absl::StatusOr<std::string> Engine::ExportPerson(uint64_t oneid) const {
   w.EndArray();
   w.EndObject();
   return out;
+}
+
+// --- hashed identifiers -------------------------------------------------------------------
+
+Engine::Impl::~Impl() { OPENSSL_cleanse(key.data(), key.size()); }
+
+absl::Status CheckKey(const EngineConfig& cfg, std::string_view key) {
+  const bool hashed = cfg.AnyHashed();
+  if (key.empty() && !hashed) return absl::OkStatus();
+  if (key.empty()) {
+    std::string_view type = "unknown_types.policy";
+    for (const IdPolicy& p : cfg.types)
+      if (p.hashed) { type = p.name; break; }
+    return absl::InvalidArgumentError(Cat("config: identifier type ", type, " is stored hashed (\"hashed\": true): "
+                                          "open the engine with the key (cdp_engine_open_keyed)"));
+  }
+  if (!hashed)
+    return absl::InvalidArgumentError("key: given, but the config stores no identifier type hashed "
+                                      "(\"hashed\": true in a type's policy)");
+  if (key.size() < 16) return absl::InvalidArgumentError(Cat("key: ", key.size(), " bytes; at least 16 are needed"));
+  return absl::OkStatus();
+}
+
+namespace {
+
+constexpr std::string_view kKeyCheckFile = "key_check";
+
+// What key_check holds: a keyed hash of a fixed text, which tells keys apart without
+// revealing anything of the key.
+std::string KeyCheck(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const Digest d = KeyedHash(key, {"cdpcore key check"});
+  std::string out = "cdpcore key check 1 ";
+  for (size_t i = 0; i < 16; ++i) {
+    out += kHex[d[i] >> 4];
+    out += kHex[d[i] & 15];
+  }
+  out += '\n';
+  return out;
+}
+
+}  // namespace
+
+absl::Status CheckDirKey(const std::string& dir, std::string_view key, bool& new_key) {
+  new_key = false;
+  auto stored = ReadFile(Join(dir, kKeyCheckFile));
+  if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
+  if (key.empty()) {
+    if (stored.ok())
+      return absl::InvalidArgumentError(Cat("key: the directory ", dir, " stores identifiers hashed under a key; "
+                                            "open it with that key (cdp_engine_open_keyed)"));
+    return absl::OkStatus();
+  }
+  if (!stored.ok()) {
+    new_key = true;
+    return absl::OkStatus();
+  }
+  if (*stored != KeyCheck(key))
+    return absl::InvalidArgumentError(Cat("key: not the key the directory ", dir, " was created with (its ",
+                                          kKeyCheckFile, " differs); values hashed under two keys never match"));
+  return absl::OkStatus();
+}
+
+absl::Status WriteDirKey(const std::string& dir, std::string_view key) {
+  return WriteFileAtomic(dir, kKeyCheckFile, KeyCheck(key));
+}
+
+// The log form of a parsed batch: everything ApplyBatch reads, in the order below. Types
+// and sources go by name (a batch may have registered them while parsing; replay
+// registers them again, in the same order); the malformed lines' messages are reports,
+// not state, and are left out.
+// A field added to Record or FieldIn must be added here too (or replay would lose it):
+// these sizes fail the build as a reminder.
+static_assert(sizeof(Record) == 80 && sizeof(FieldIn) == 32, "update EncodeBatch and DecodeBatch");
+
+std::string Engine::EncodeBatch(const Ingested& in) const {
+  const Batch& b = in.batch;
+  snap::Writer w;
+  w.Part("batch 1");
+  w.U32(in.total_lines);
+  w.U32(b.lines);
+  w.U32(b.rejected);
+  w.U64(b.ids_accepted);
+  w.U32(static_cast<uint32_t>(Rejection::kCount_));
+  for (uint64_t c : b.ids_rejected) w.U64(c);
+  w.U64(b.unknown_types.size());
+  for (const auto& [name, count] : b.unknown_types) {
+    w.Str(name);
+    w.U64(count);
+  }
+  // Types in the order the batch first names them, sources likewise: local numbers.
+  std::vector<uint32_t> types, sources;
+  auto local = [](std::vector<uint32_t>& v, uint32_t x) {
+    auto it = std::find(v.begin(), v.end(), x);
+    if (it != v.end()) return static_cast<uint32_t>(it - v.begin());
+    v.push_back(x);
+    return static_cast<uint32_t>(v.size() - 1);
+  };
+  std::vector<uint32_t> id_types(b.ids.size()), rec_sources(b.records.size()), rv_types(b.rejected_values.size());
+  for (size_t i = 0; i < b.ids.size(); ++i) id_types[i] = local(types, b.ids[i].type);
+  for (size_t i = 0; i < b.rejected_values.size(); ++i) rv_types[i] = local(types, b.rejected_values[i].type);
+  for (size_t i = 0; i < b.records.size(); ++i) rec_sources[i] = local(sources, b.records[i].source);
+  w.U64(types.size());
+  for (uint32_t t : types) w.Str(cfg_.types[t].name);
+  w.U64(sources.size());
+  for (uint32_t s : sources) w.Str(impl_->sources.Name(s));
+  w.Str(b.arena);
+  w.Str(b.kept);
+  w.U64(b.ids.size());
+  for (size_t i = 0; i < b.ids.size(); ++i) {
+    w.U32(id_types[i]);
+    w.U32(b.ids[i].value_off);
+    w.U32(b.ids[i].value_len);
+  }
+  w.U64(b.fields.size());
+  for (const FieldIn& f : b.fields) {
+    w.U32(f.name_off);
+    w.U32(f.name_len);
+    w.U8(static_cast<uint8_t>(f.kind));
+    w.U32(f.str_off);
+    w.U32(f.str_len);
+    w.I64(f.bits);
+  }
+  w.U64(b.list_items.size());
+  for (const auto& [off, len] : b.list_items) {
+    w.U32(off);
+    w.U32(len);
+  }
+  w.U64(b.records.size());
+  for (size_t i = 0; i < b.records.size(); ++i) {
+    const Record& r = b.records[i];
+    w.I64(r.ts);
+    w.U32(r.line);
+    w.U32(rec_sources[i]);
+    w.U32(r.ids_begin);
+    w.U32(r.ids_count);
+    w.U32(r.attrs_begin);
+    w.U32(r.attrs_count);
+    w.U32(r.props_begin);
+    w.U32(r.props_count);
+    w.U32(r.consent_begin);
+    w.U32(r.consent_count);
+    w.U32(r.event_type_off);
+    w.U32(r.event_type_len);
+    w.I64(r.amount_fen);
+    w.Bool(r.has_amount);
+  }
+  w.U64(b.rejected_values.size());
+  for (size_t i = 0; i < b.rejected_values.size(); ++i) {
+    const Batch::RejectedValue& v = b.rejected_values[i];
+    w.U32(rv_types[i]);
+    w.U8(static_cast<uint8_t>(v.reason));
+    w.U32(v.line);
+    w.I64(v.ts);
+    w.Str(v.value);
+  }
+  return std::move(w.bytes());
+}
+
+// Decodes what EncodeBatch wrote, checking every count and offset against what it
+// indexes: a logged batch passed its checksum, but a bad one must not crash the open.
+absl::Status Engine::DecodeBatch(std::string_view payload, Ingested& in) {
+  Batch& b = in.batch;
+  snap::Reader r(payload);
+  r.Part("batch 1");
+  in.total_lines = r.U32();
+  b.lines = r.U32();
+  b.rejected = r.U32();
+  b.ids_accepted = r.U64();
+  if (r.U32() != static_cast<uint32_t>(Rejection::kCount_) && r.ok()) r.Fail("a different number of rejection reasons");
+  for (uint64_t& c : b.ids_rejected) c = r.U64();
+  for (uint64_t n = r.Count(16); n-- && r.ok();) {
+    std::string name(r.Str());
+    b.unknown_types.emplace_back(std::move(name), r.U64());
+  }
+  std::vector<uint32_t> types, sources;
+  for (uint64_t n = r.Count(8); n-- && r.ok();) {
+    std::string_view name = r.Str();
+    const int t = r.ok() ? impl_->parser->TypeId(name) : -1;
+    if (t < 0 && r.ok()) r.Fail(Cat("identifier type ", name, " is unknown and not accepted"));
+    types.push_back(static_cast<uint32_t>(t));
+  }
+  for (uint64_t n = r.Count(8); n-- && r.ok();) sources.push_back(impl_->sources.Intern(r.Str()));
+  b.arena.assign(r.Str());
+  b.kept.assign(r.Str());
+  auto check = [&](bool in_range, const char* what) {
+    if (!in_range && r.ok()) r.Fail(Cat("a ", what, " out of range"));
+    return r.ok();
+  };
+  auto span_ok = [](uint64_t off, uint64_t len, uint64_t size) { return off <= size && len <= size - off; };
+  for (uint64_t n = r.Count(12); n-- && r.ok();) {
+    RecordId id;
+    const uint32_t t = r.U32();
+    id.value_off = r.U32();
+    id.value_len = r.U32();
+    if (!check(t < types.size() && span_ok(id.value_off, id.value_len, b.arena.size()), "identifier")) break;
+    id.type = types[t];
+    b.ids.push_back(id);
+  }
+  std::vector<FieldIn> fields;
+  for (uint64_t n = r.Count(25); n-- && r.ok();) {
+    FieldIn f;
+    f.name_off = r.U32();
+    f.name_len = r.U32();
+    const uint8_t kind = r.U8();
+    f.kind = static_cast<ValueKind>(kind);
+    f.str_off = r.U32();
+    f.str_len = r.U32();
+    f.bits = r.I64();
+    fields.push_back(f);
+  }
+  for (uint64_t n = r.Count(8); n-- && r.ok();) {
+    const uint32_t off = r.U32(), len = r.U32();
+    if (!check(span_ok(off, len, b.kept.size()), "list item")) break;
+    b.list_items.emplace_back(off, len);
+  }
+  for (const FieldIn& f : fields) {
+    const bool list = f.kind == ValueKind::kList;
+    if (!check(static_cast<uint8_t>(f.kind) <= static_cast<uint8_t>(ValueKind::kList) &&
+                   span_ok(f.name_off, f.name_len, b.kept.size()) &&
+                   (list ? span_ok(f.str_off, f.str_len, b.list_items.size())
+                         : f.kind != ValueKind::kString || span_ok(f.str_off, f.str_len, b.kept.size())),
+               "field"))
+      break;
+  }
+  b.fields = std::move(fields);
+  for (uint64_t n = r.Count(65); n-- && r.ok();) {
+    Record x;
+    x.ts = r.I64();
+    x.line = r.U32();
+    const uint32_t s = r.U32();
+    x.ids_begin = r.U32();
+    x.ids_count = r.U32();
+    x.attrs_begin = r.U32();
+    x.attrs_count = r.U32();
+    x.props_begin = r.U32();
+    x.props_count = r.U32();
+    x.consent_begin = r.U32();
+    x.consent_count = r.U32();
+    x.event_type_off = r.U32();
+    x.event_type_len = r.U32();
+    x.amount_fen = r.I64();
+    x.has_amount = r.Bool();
+    if (!check(s < sources.size() && x.line >= 1 && x.line <= in.total_lines &&
+                   span_ok(x.ids_begin, x.ids_count, b.ids.size()) &&
+                   span_ok(x.attrs_begin, x.attrs_count, b.fields.size()) &&
+                   span_ok(x.props_begin, x.props_count, b.fields.size()) &&
+                   span_ok(x.consent_begin, x.consent_count, b.fields.size()) &&
+                   span_ok(x.event_type_off, x.event_type_len, b.kept.size()),
+               "record"))
+      break;
+    x.source = sources[s];
+    b.records.push_back(x);
+  }
+  for (uint64_t n = r.Count(25); n-- && r.ok();) {
+    Batch::RejectedValue v;
+    const uint32_t t = r.U32();
+    const uint8_t reason = r.U8();
+    v.line = r.U32();
+    v.ts = r.I64();
+    v.value.assign(r.Str());
+    if (!check(t < types.size() && reason < static_cast<uint8_t>(Rejection::kCount_), "rejected value")) break;
+    v.type = types[t];
+    v.reason = static_cast<Rejection>(reason);
+    b.rejected_values.push_back(std::move(v));
+  }
+  if (r.ok() && !r.done()) r.Fail("bytes after the batch");
+  return r.status();
 }
 
 }  // namespace cdp

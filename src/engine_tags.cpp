@@ -216,7 +216,7 @@ void WriteIds(json::Writer& w, const Engine& e, uint64_t oneid, const std::vecto
     w.Key(pol.name).BeginArray();
     for (NodeId n : members)
       if (g.node(n).type == static_cast<uint32_t>(t))
-        w.String(mask ? MaskValue(pol.normalizer, g.Value(n)) : std::string(g.Value(n)));
+        w.String(ShowValue(pol, g.Value(n), mask));
     w.EndArray();
   }
   w.EndObject();
@@ -414,7 +414,7 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
     }
     if (pick == kNoNode) continue;  // no identifier the channel (or the fallback) reaches
     const IdPolicy& pol = cfg_.types[g.node(pick).type];
-    std::string value = mask ? MaskValue(pol.normalizer, g.Value(pick)) : std::string(g.Value(pick));
+    std::string value = ShowValue(pol, g.Value(pick), mask);
     const bool held = sel.holdout && InHoldout(p->oneid, sel.salt, sel.basis_points);
     if (format == "csv") {
       auto field = [&](std::string_view f) {

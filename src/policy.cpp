@@ -39,6 +39,13 @@ int EngineConfig::FindType(std::string_view name) const {
   return -1;
 }
 
+bool EngineConfig::AnyHashed() const {
+  if (accept_unknown_types && unknown_type_policy.hashed) return true;
+  for (const IdPolicy& p : types)
+    if (p.hashed) return true;
+  return false;
+}
+
 uint32_t EngineConfig::AddUnknownType(std::string_view name) {
   IdPolicy p = unknown_type_policy;
   p.name = std::string(name);
@@ -149,6 +156,64 @@ bool Blocklist::Blocks(std::string_view v) const {
   for (const auto& re : compiled)
     if (std::regex_match(v.begin(), v.end(), *re)) return true;
   return false;
+}
+
+std::string MaskValue(Normalizer kind, std::string_view v) {
+  std::string out;
+  size_t slash = v.find('/');
+  if (slash != std::string_view::npos && kind != Normalizer::kEmail) {  // scope/value
+    out.assign(v.substr(0, slash + 1));
+    v.remove_prefix(slash + 1);
+  }
+  if (kind == Normalizer::kCnMobile && v.size() == 11) {
+    out += v.substr(0, 3);
+    out += "****";
+    out += v.substr(7);
+  } else if (kind == Normalizer::kEmail && v.find('@') != std::string_view::npos) {
+    out += v.substr(0, 1);
+    out += "***";
+    out += v.substr(v.find('@'));
+  } else if (v.size() > 6) {
+    // Keep two characters at each end; step back to a UTF-8 boundary.
+    size_t head = 2, tail = v.size() - 2;
+    while (head > 0 && (static_cast<unsigned char>(v[head]) & 0xC0) == 0x80) --head;
+    while (tail < v.size() && (static_cast<unsigned char>(v[tail]) & 0xC0) == 0x80) ++tail;
+    out += v.substr(0, head);
+    out += "***";
+    out += v.substr(tail);
+  } else {
+    out += "***";
+  }
+  return out;
+}
+
+std::string HashedValue(const uint8_t* d, std::string_view mask) {
+  static constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve(kHashedPrefix + mask.size());
+  out += '#';
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < kHashedDigestBytes; ++i) {
+    acc = (acc << 8) | d[i];
+    for (bits += 8; bits >= 6; bits -= 6) out += kB64[(acc >> (bits - 6)) & 63];
+  }
+  if (bits > 0) out += kB64[(acc << (6 - bits)) & 63];
+  out += '|';
+  out += mask;
+  return out;
+}
+
+bool IsHashedValue(std::string_view v) {
+  if (v.size() < kHashedPrefix || v[0] != '#' || v[kHashedPrefix - 1] != '|') return false;
+  for (size_t i = 1; i + 1 < kHashedPrefix; ++i)
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(v[i])) || v[i] == '-' || v[i] == '_')) return false;
+  return true;
+}
+
+std::string ShowValue(const IdPolicy& p, std::string_view stored, bool mask) {
+  if (p.hashed && mask && IsHashedValue(stored)) return std::string(stored.substr(kHashedPrefix));
+  return mask ? MaskValue(p.normalizer, stored) : std::string(stored);
 }
 
 Rejection NormalizeId(const IdPolicy& p, const Blocklist& global, std::string_view raw,
@@ -379,6 +444,8 @@ absl::Status ApplyPolicy(IdPolicy& pol, dom::element v, const std::string& path)
       st = GetString(val, p, pol.scope);
     } else if (key == "blocklist") {
       st = ApplyBlocklist(pol.blocklist, val, p);
+    } else if (key == "hashed") {
+      st = GetBool(val, p, pol.hashed);
     } else {
       return Bad(p, "unknown key");
     }

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "util.hpp"
 #include "json_util.hpp"
+#include "keyed_hash.hpp"
 #include "simdjson.h"
 #include "snapshot.hpp"
 
@@ -175,6 +176,7 @@ struct RecordParser::Impl {
   od::parser parser;
   std::string norm;             // scratch for one normalised value
   std::string scoped;           // scratch for SCOPE/VALUE
+  std::unique_ptr<KeyedHasher> hasher;  // types stored hashed; null without a key
 
   struct RawId { uint32_t type; std::string_view value; uint32_t column; };
   std::vector<RawId> raw;
@@ -701,8 +703,10 @@ struct RecordParser::Impl {
       const IdPolicy& pol = cfg.types[ri.type];
       auto reject = [&](Rejection why) {
         b.ids_rejected[static_cast<size_t>(why)]++;
+        // A hashed type's raw value is kept nowhere, a rejected one included: its mask.
+        std::string_view v = ri.value.substr(0, 128);
         if (b.rejected_values.size() < 10000)
-          b.rejected_values.push_back({ri.type, why, r.line, r.ts, std::string(ri.value.substr(0, 128))});
+          b.rejected_values.push_back({ri.type, why, r.line, r.ts, pol.hashed ? MaskValue(pol.normalizer, v) : std::string(v)});
       };
       if (r.ids_count >= cfg.limits.max_ids_per_record) { reject(Rejection::kOverLimit); continue; }
       Rejection why = NormalizeId(pol, cfg.global_blocklist, ri.value, norm);
@@ -718,6 +722,7 @@ struct RecordParser::Impl {
         scoped += norm;
         norm.swap(scoped);
       }
+      if (pol.hashed) norm = HashIdentifier(*hasher, pol, norm);
       // Skip a duplicate of an identifier this record already carries.
       bool dup = false;
       for (uint32_t k = r.ids_begin; k < r.ids_begin + r.ids_count && !dup; ++k)
@@ -745,9 +750,16 @@ struct RecordParser::Impl {
   }
 };
 
-RecordParser::RecordParser(EngineConfig& cfg, NameTable& sources)
-    : impl_(std::make_unique<Impl>(cfg, sources)) {}
+RecordParser::RecordParser(EngineConfig& cfg, NameTable& sources, std::string_view key)
+    : impl_(std::make_unique<Impl>(cfg, sources)) {
+  if (!key.empty()) impl_->hasher = std::make_unique<KeyedHasher>(key);
+}
 RecordParser::~RecordParser() = default;
+
+int RecordParser::TypeId(std::string_view name) {
+  Batch unused;  // a new type is counted in the batch being parsed; here there is none
+  return impl_->TypeOf(name, unused);
+}
 
 void RecordParser::ParseNdjson(std::string_view data, Batch& b, bool read_only) {
   impl_->read_only = read_only;

@@ -33,12 +33,17 @@ class RecordParser {
  public:
   // Unknown identifier types a record names are registered into cfg.types (when the config
   // accepts them), so the parser and the graph share one list of types.
-  RecordParser(EngineConfig& cfg, NameTable& sources);
+  // key: the host's key for types stored hashed (IdPolicy::hashed); empty when none is.
+  RecordParser(EngineConfig& cfg, NameTable& sources, std::string_view key = {});
   ~RecordParser();
 
   // Parses NDJSON. Never fails as a whole: malformed lines become Batch::errors.
   // read_only: register no new identifier type or source (unknown ones are skipped).
   void ParseNdjson(std::string_view data, Batch& out, bool read_only = false);
+
+  // The id of an identifier type, registered the way a record naming it would register
+  // it (-1: unknown and not accepted). Replaying a logged batch registers its types so.
+  int TypeId(std::string_view name);
 
  private:
   struct Impl;

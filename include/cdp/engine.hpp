@@ -50,6 +50,13 @@ class Engine {
   // directory is open elsewhere), DataLoss (a corrupt log), Unimplemented (a log format
   // this version does not read).
   static absl::StatusOr<std::unique_ptr<Engine>> Open(std::string_view config_json, std::string_view dir);
+  // The same with the host's key for identifier types stored hashed ("hashed": true in a
+  // type's policy, docs/config.md): at least 16 bytes, kept in memory only. A config that
+  // hashes a type needs a key, and a key without such a type is refused. A directory
+  // keeps a check value of its key (key_check) and refuses any other key
+  // (InvalidArgument): values hashed under two keys would never match.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(std::string_view config_json, std::string_view dir,
+                                                      std::string_view key);
   ~Engine();
 
   // Ingests NDJSON; returns the report JSON (see cdp_ingest_ndjson in cdp.h).
@@ -172,7 +179,16 @@ class Engine {
     uint32_t total_lines = 0;
     uint64_t feed_from = 0;
   };
-  absl::StatusOr<Ingested> IngestBatch(std::string_view data);
+  // Parses a batch and applies it (ApplyBatch). logged, when not null, receives what the
+  // log must hold in place of data when identifiers are stored hashed: the parsed batch,
+  // whose hashed values are the only form of them the engine keeps (EncodeBatch).
+  absl::StatusOr<Ingested> IngestBatch(std::string_view data, std::string* logged = nullptr);
+  // Everything after parsing: refusing forgotten identifiers, ordering, linking, filing.
+  Ingested ApplyBatch(Ingested in);
+  // The log form of a parsed batch (LogKind::kIngestHashed), and back: types and sources
+  // by name, so replay registers them as parsing did (src/engine_privacy.cpp).
+  std::string EncodeBatch(const Ingested& in) const;
+  absl::Status DecodeBatch(std::string_view payload, Ingested& in);
   // The person's identifiers, and with profile its attributes, events, tags and states.
   absl::StatusOr<std::string> PersonDocument(uint64_t oneid, bool mask, bool profile) const;
   // Durability (a no-op for in-memory engines). Writable: the failure that stopped
@@ -198,7 +214,13 @@ class Engine {
   struct SavedAudiences;
   // An in-memory engine; without definitions, the config's tags and lifecycle are not
   // installed (a snapshot about to be loaded holds them).
-  static absl::StatusOr<std::unique_ptr<Engine>> OpenMemory(std::string_view config_json, bool definitions);
+  static absl::StatusOr<std::unique_ptr<Engine>> OpenMemory(std::string_view config_json, bool definitions,
+                                                            std::string_view key = {});
+  // The stored form of a caller's identifier: normalised under its type's policy, scoped,
+  // and hashed for a hashed type, whose value may also be given in stored form (as
+  // unmasked outputs show it, and as the log holds it).
+  struct Parsed { uint32_t type; std::string value; };
+  absl::StatusOr<Parsed> Normalized(std::string_view type, std::string_view value) const;
   // Makes the layers above the profiles (tags, audiences, lifecycle) and, with
   // definitions, installs the config's tags and lifecycle.
   absl::Status OpenLayers(bool definitions);
@@ -232,9 +254,5 @@ class Engine {
   int64_t advanced_ = kNoTime;        // the clock Advance set last
   int64_t newest_record_ = kNoTime;   // the latest record time ingested
 };
-
-// Masks a value for display: 138****8000 for mobiles, a***@x.com for emails, the ends
-// only for others. Scoped values ("app/openid") keep their scope.
-std::string MaskValue(Normalizer kind, std::string_view value);
 
 }  // namespace cdp

@@ -84,6 +84,9 @@ struct IdPolicy {
   double weight = 0.0;          // weak types: contribution to weighted matching
   std::string scope;            // a record field that namespaces values ("app")
   Blocklist blocklist;          // type-specific; the global pack applies as well
+  // Stored as a keyed hash of the normalised value and its mask (HashedValue below), not
+  // the value: the engine needs a key (Engine::Open's key) and never holds the raw value.
+  bool hashed = false;
   // Compiled.
   std::shared_ptr<const std::regex> normalize_re;
   std::shared_ptr<const std::regex> validate_re;
@@ -188,6 +191,8 @@ struct EngineConfig {
   std::vector<uint32_t> name_rank;
 
   int FindType(std::string_view name) const;
+  // Whether any identifier type is stored hashed, or may be (unknown types' policy).
+  bool AnyHashed() const;
   const AttrPolicy* FindAttr(std::string_view name) const;
   void RankTypes();
   // Registers a type first seen in a record, under unknown_type_policy; returns its id.
@@ -204,5 +209,25 @@ std::string_view DefaultConfigJson();
 // rejection reason, or nullopt-like kCount_ on success.
 Rejection NormalizeId(const IdPolicy& p, const Blocklist& global, std::string_view raw,
                       std::string& out);
+
+// Masks a value for display: 138****8000 for mobiles, a***@x.com for emails, the ends
+// only for others. Scoped values ("app/openid") keep their scope.
+std::string MaskValue(Normalizer kind, std::string_view value);
+
+// A hashed type's stored value: '#', the first 16 bytes of the keyed hash in unpadded
+// base64url (22 characters), '|', and the value's mask ("#mK3...Q|138****8000"). Equal
+// values under one key store equal bytes, so matching works on the stored form; the mask
+// is what outputs show. kHashedDigestBytes: how much of the HMAC-SHA-256 is kept.
+inline constexpr size_t kHashedDigestBytes = 16;
+inline constexpr size_t kHashedPrefix = 1 + 22 + 1;
+// Builds the stored form from a digest (at least kHashedDigestBytes) and the mask.
+std::string HashedValue(const uint8_t* digest, std::string_view mask);
+// Whether v has the stored form's shape (it may still be a raw value that looks alike:
+// callers ask only of hashed types, whose values never have that shape).
+bool IsHashedValue(std::string_view v);
+// What outputs show of a stored value: masked, a hashed type's mask (stored with it) or
+// MaskValue of the value; unmasked, the value as stored (for a hashed type, the hash and
+// mask: the raw value is held nowhere).
+std::string ShowValue(const IdPolicy& p, std::string_view stored, bool mask);
 
 }  // namespace cdp

@@ -182,6 +182,31 @@ class EngineErrorsTest(unittest.TestCase):
                 for value in ("13957299901", "py.gone@x.com", "赵某某", "PY-SKU-9"):
                     self.assertNotIn(value.encode("utf-8"), data, name)
 
+    def test_hashed_identifiers_match_without_raw_values_and_keep_to_their_key(self):
+        config = {"id_types": {"mobile": {"hashed": True}}}
+        key = b"python host key \x00\xff 0123"
+        records = [{"source": "crm", "ts": 1700000000000, "ids": {"mobile": "+86 139-5729-9955", "member_no": "PYM1"}},
+                   {"source": "app", "ts": 1700000001000, "ids": {"mobile": "13957299955"}}]
+        with self.assertRaises(cdpcore.InvalidError):
+            cdpcore.Engine(config)  # a hashed type needs the key
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "engine")
+            with cdpcore.Engine(config, path=path, key=key) as e:
+                e.ingest(records)
+                oneid = e.resolve("mobile", "13957299955")
+                self.assertEqual(e.resolve("member_no", "PYM1"), oneid)
+                shown = [i["value"] for i in e.person(oneid, mask=False)["identifiers"] if i["type"] == "mobile"]
+                self.assertEqual(len(shown), 1)
+                self.assertTrue(shown[0].startswith("#") and shown[0].endswith("|139****9955"), shown)
+                self.assertEqual(e.resolve("mobile", shown[0]), oneid)
+            for name in os.listdir(path):
+                with open(os.path.join(path, name), "rb") as f:
+                    self.assertNotIn(b"13957299955", f.read(), name)
+            with self.assertRaises(cdpcore.InvalidError):
+                cdpcore.Engine(path=path, key=b"some other key of enough bytes")
+            with cdpcore.Engine(path=path, key=key) as e:
+                self.assertEqual(e.resolve("mobile", "139 5729 9955"), oneid)
+
     def test_closed_engine_is_misuse(self):
         e = cdpcore.Engine()
         e.close()

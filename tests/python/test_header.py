@@ -20,6 +20,7 @@ CTYPES = {
     "uint64_t": c_uint64,
     "uint64_t*": POINTER(c_uint64),
     "constchar*": c_char_p,
+    "constvoid*": c_void_p,
     "cdp_buf*": POINTER(_lib.cdp_buf),
     "cdp_engine*": c_void_p,
     "cdp_engine**": POINTER(c_void_p),
@@ -70,7 +71,7 @@ class HeaderCoverageTest(unittest.TestCase):
         self.assertTrue({"cdp_version", "cdp_engine_open", "cdp_rule_add",
                          "cdp_feed_trim", "cdp_tags_define", "cdp_audience_save",
                          "cdp_advance", "cdp_lifecycle_define", "cdp_outbox_read",
-                         "cdp_outbox_ack", "cdp_snapshot", "cdp_person_forget",
+                         "cdp_outbox_ack", "cdp_snapshot", "cdp_person_forget", "cdp_engine_open_keyed",
                          "cdp_person_export"} <= names, names)
 
     def test_every_function_is_bound_with_its_arity_and_types(self):

@@ -191,6 +191,11 @@ cdp_config_default = _bind("cdp_config_default", [cdp_buf_p], c_int32)
 cdp_engine_open = _bind("cdp_engine_open", [cdp_engine_pp, c_char_p, c_uint64, c_char_p],
                         c_int32)
 
+# CDP_API int32_t cdp_engine_open_keyed(cdp_engine **out, const char *config, uint64_t config_len,
+#                                       const char *dir, const void *key, uint64_t key_len);
+cdp_engine_open_keyed = _bind("cdp_engine_open_keyed",
+                              [cdp_engine_pp, c_char_p, c_uint64, c_char_p, c_void_p, c_uint64], c_int32)
+
 # CDP_API int32_t cdp_engine_close(cdp_engine *engine);
 cdp_engine_close = _bind("cdp_engine_close", [cdp_engine_p], c_int32)
 

@@ -141,8 +141,8 @@ class Engine:
     other thread uses it.
     """
 
-    def __init__(self, config: Config = None, path: Optional[Union[str, os.PathLike]] = None
-                 ) -> None:
+    def __init__(self, config: Config = None, path: Optional[Union[str, os.PathLike]] = None,
+                 key: Optional[bytes] = None) -> None:
         """Opens an engine.
 
         config: a dict, or JSON text; None for default_config().
@@ -158,6 +158,11 @@ class Engine:
         corrupt log: the message names the file and offset). On a persistent engine,
         any write raises CdpIOError if its log cannot be written, and so does every
         later write until the engine is reopened.
+
+        key: the host's key (bytes, at least 16) when the config stores identifier
+        types hashed ("hashed": True in a type's policy): their values are then kept
+        as a keyed hash and a mask, never raw. Needed exactly then; a directory
+        remembers its key and refuses another (InvalidError).
         """
         self._handle: Optional[int] = None  # set first: __del__ runs even if open fails
         if config is None:
@@ -168,7 +173,12 @@ class Engine:
             data = _bytes(config)
         directory = os.fsencode(path) if path is not None else None
         handle = _lib.cdp_engine_p()
-        _check(_lib.cdp_engine_open(byref(handle), data or None, len(data), directory))
+        if key is None:
+            _check(_lib.cdp_engine_open(byref(handle), data or None, len(data), directory))
+        else:
+            key = _bytes(key)
+            _check(_lib.cdp_engine_open_keyed(byref(handle), data or None, len(data), directory,
+                                              key, len(key)))
         self._handle = handle.value
 
     # --- lifetime -------------------------------------------------------------------

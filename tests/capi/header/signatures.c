@@ -30,6 +30,7 @@ void (*const pin_buf_free)(cdp_buf *) = cdp_buf_free;
 int32_t (*const pin_config_default)(cdp_buf *) = cdp_config_default;
 int32_t (*const pin_engine_open)(cdp_engine **, str, len, str) = cdp_engine_open;
 int32_t (*const pin_engine_close)(cdp_engine *) = cdp_engine_close;
+int32_t (*const pin_engine_open_keyed)(cdp_engine **, str, len, str, const void *, len) = cdp_engine_open_keyed;
 int32_t (*const pin_engine_stats)(cdp_buf *, cdp_engine *) = cdp_engine_stats;
 int32_t (*const pin_ingest_ndjson)(cdp_buf *, cdp_engine *, str, len, uint32_t) =
     cdp_ingest_ndjson;
