@@ -104,11 +104,16 @@ absl::StatusOr<uint64_t> Write(const std::string& dir, uint64_t seq, const std::
 
 absl::StatusOr<Loaded> Read(const std::string& dir, const SnapshotFile& f) {
   const std::string path = Join(dir, f.name);
-  auto bytes = ReadFile(path);
-  if (!bytes.ok()) return bytes.status();
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return errno == ENOENT ? absl::NotFoundError(path) : OsError("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return OsError("cannot stat", path, errno);
+  auto mapping = std::make_shared<Mapping>();
+  if (auto s = mapping->Map(fd.get(), static_cast<uint64_t>(st.st_size), path); !s.ok()) return s;
   Loaded out;
-  out.bytes = std::move(*bytes);
-  const std::string& b = out.bytes;
+  out.bytes = std::string_view(mapping->data(), static_cast<size_t>(st.st_size));
+  out.mapping = std::move(mapping);
+  const std::string_view b = out.bytes;
   if (b.size() < kHeader + kTrailer) return absl::DataLossError(Cat("snapshot ", path, " is cut short (", b.size(), " bytes)"));
   if (std::memcmp(b.data(), kMagic, 8) != 0 || Get<uint64_t>(b.data() + 24) != XXH3_64bits(b.data(), 24))
     return absl::DataLossError(Cat(path, " is not a cdpcore snapshot, or its header is corrupt"));

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -205,9 +206,12 @@ absl::StatusOr<uint64_t> Write(const std::string& dir, uint64_t seq, const std::
 
 // Reads and checks a whole snapshot file; body is the checked body. DataLoss when the
 // file is short, its header or checksum is wrong; Unimplemented for another format.
+// The file is mapped, not read: a snapshot of a few GB then costs no copy and no fresh
+// memory to hold it, only the page cache it is already in.
 struct Loaded {
   uint64_t seq = 0;
-  std::string bytes;  // the whole file
+  std::shared_ptr<const void> mapping;  // keeps bytes valid
+  std::string_view bytes;               // the whole file
   std::string_view body;
 };
 absl::StatusOr<Loaded> Read(const std::string& dir, const SnapshotFile& f);
