@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
     if (::mkdtemp(made.data()) == nullptr) return 1;
     dir = made;
   }
+  std::error_code made_dir;
+  fs::create_directories(dir, made_dir);  // a --dir that does not exist yet
   const std::string engine_dir = dir + "/engine";
   const std::string config = R"({"durability":{"sync":"none","snapshot_log_bytes":0}})";
   std::printf("bench_snapshot: %" PRIu64 " persons, 4 records each, 8 tags, 2 machines, in %s\n", persons,
