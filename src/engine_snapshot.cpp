@@ -149,7 +149,7 @@ absl::Status Engine::LoadState(snap::Reader& r) {
   if (r.ok() && types < cfg_.types.size()) r.Fail("the config has identifier types the snapshot lacks");
   if (!r.ok()) return r.status();
   // The parser indexes the types it was made with.
-  impl_->parser = std::make_unique<RecordParser>(cfg_, impl_->sources);
+  impl_->parser = std::make_unique<RecordParser>(cfg_, impl_->sources, impl_->key);
   impl_->sources.Load(r);
   impl_->tombstones.Load(r);
   impl_->forgotten = r.U64();

@@ -162,6 +162,11 @@ TEST_CASE("hashed identifiers: no raw value reaches the log or a snapshot, and t
   CHECK(Fingerprint(*e) == before);
   // Types not hashed are stored as given: the same directory holds them.
   CHECK(!Holding(dir.path, "M1").empty());
+  // Opened from the snapshot, the engine still hashes what it is given, the same way.
+  const uint64_t p = Resolve(*e, "mobile", "13912345678");
+  Ingest(*e, Rec("pos", kT0 + 9000, R"("mobile":"139-1234-5678","tb_nick":"nick-7")"));
+  CHECK(Resolve(*e, "tb_nick", "nick-7") == p);
+  CHECK(Holding(dir.path, "13912345678").empty());
 }
 
 TEST_CASE("hashed identifiers: forget by raw value, and tombstones refuse the value again") {
