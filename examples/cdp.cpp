@@ -241,8 +241,11 @@ struct Buf {
 
 class Engine {
  public:
-  explicit Engine(const std::string &config) {
-    check(cdp_engine_open(&h_, config.data(), config.size(), nullptr), "cannot open the engine");
+  // key: the bytes of --key-file, for a config that stores identifier types hashed.
+  Engine(const std::string &config, const std::string &key) {
+    check(key.empty() ? cdp_engine_open(&h_, config.data(), config.size(), nullptr)
+                      : cdp_engine_open_keyed(&h_, config.data(), config.size(), nullptr, key.data(), key.size()),
+          "cannot open the engine");
   }
   Engine(const Engine &) = delete;
   ~Engine() { cdp_engine_close(h_); }
@@ -261,7 +264,7 @@ class Engine {
 
 struct Options {
   bool json = false, mask = false;
-  std::string config_path, assign_path, now;
+  std::string config_path, key_path, assign_path, now;
   uint64_t limit = 0;  // 0: no limit
   std::string defs_path;     // tag definitions (tags --define, audience --defs)
   std::string holdout;       // SALT:PERCENT
@@ -411,6 +414,7 @@ class Ingester {
 };
 
 std::string config_of(const Options &o) { return o.config_path.empty() ? "" : read_file(o.config_path); }
+std::string key_of(const Options &o) { return o.key_path.empty() ? "" : read_file(o.key_path); }
 
 Ingested ingest_all(Engine &e, const std::vector<std::string> &files, bool assign) {
   if (files.empty()) fail(kUsage, "no input files (use - for standard input)");
@@ -560,7 +564,7 @@ std::vector<std::pair<std::string, std::string>> take_identifiers(Options &o, si
 // ---- Commands ----
 
 int cmd_ingest(Options &o) {
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   Ingested in = ingest_all(e, o.args, !o.assign_path.empty());
 
   if (!o.assign_path.empty()) {
@@ -608,7 +612,7 @@ int cmd_ingest(Options &o) {
 }
 
 int cmd_persons(Options &o) {
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   Json all{Json::Array};
   uint64_t cursor = 0, shown = 0;
@@ -637,7 +641,7 @@ int cmd_persons(Options &o) {
 
 // merges, conflicts, quarantined: the change feed from the start, one kind of event.
 int feed_command(Options &o, std::string_view kind) {
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   Json events{Json::Array};
   uint64_t cursor = 0, total = 0;
@@ -668,7 +672,7 @@ int cmd_quarantined(Options &o) { return feed_command(o, "identifier_quarantined
 
 int cmd_explain(Options &o) {
   auto ids = take_identifiers(o, 2);
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   auto &[ta, va] = ids[0];
   auto &[tb, vb] = ids[1];
@@ -709,7 +713,7 @@ uint64_t resolve(const Engine &e, const std::pair<std::string, std::string> &id)
 
 int cmd_resolve(Options &o) {
   auto ids = take_identifiers(o, 1);
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   uint64_t oneid = resolve(e, ids[0]);
   if (o.json)
@@ -722,7 +726,7 @@ int cmd_resolve(Options &o) {
 
 int cmd_person(Options &o) {
   auto ids = take_identifiers(o, 1);
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   Buf out;
   check(cdp_person_get(&out.b, e.get(), resolve(e, ids[0]), o.mask ? CDP_MASK : 0), "read the person");
@@ -800,7 +804,7 @@ int cmd_eval(Options &o) {
   std::string text = o.args[0];
   o.args.erase(o.args.begin());
   auto ids = take_identifiers(o, 1);
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   cdp_expr *x = nullptr;
   check(cdp_expr_compile(&x, e.get(), text.data(), text.size(), 0), "compile the expression");
@@ -862,7 +866,7 @@ std::string values_text(const Json &d) {
 
 int cmd_tags(Options &o) {
   if (o.defs_path.empty()) fail(kUsage, "tags needs --define DEFS.json");
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   Json defined = define_tags(e, o);
   Buf list;
@@ -906,7 +910,7 @@ int cmd_audience(Options &o) {
     h.fields = {{"salt", string(o.holdout.substr(0, colon))}, {"percent", number_text(pct)}};
     base.emplace_back("holdout", std::move(h));
   }
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   ingest_all(e, o.args, false);
   define_tags(e, o);
 
@@ -1218,7 +1222,7 @@ int cmd_lifecycle(Options &o) {
   int64_t until = o.until.empty() ? 0 : parse_option_time("--until", o.until);
   if (!o.from.empty() && !o.until.empty() && until < from) fail(kUsage, "--until is before --from");
 
-  Engine e(config_of(o));
+  Engine e(config_of(o), key_of(o));
   // Definitions first, so every record moves the machines it concerns.
   for (const std::string &path : o.life_defs) {
     std::string defs = read_file(path);
@@ -1328,7 +1332,7 @@ const char kExitCodes[] =
 void main_help() {
   std::printf(
       "cdp %s: OneID from NDJSON touchpoint records, over the cdpcore C API\n\n"
-      "Usage: cdp [--json] [--config FILE] COMMAND [OPTIONS] ARGS...\n\n"
+      "Usage: cdp [--json] [--config FILE] [--key-file FILE] COMMAND [OPTIONS] ARGS...\n\n"
       "The engine is in memory: each command ingests its FILES (NDJSON, one record per\n"
       "line; - reads standard input) into a fresh engine, then answers from it.\n"
       "Identifiers are written TYPE:VALUE (mobile:+86 139-1720-5836); values are normalised\n"
@@ -1340,13 +1344,15 @@ void main_help() {
       "\nGlobal options:\n"
       "  --json         print one JSON document built from the library's JSON\n"
       "  --config FILE  open the engine with this JSON config (default: built-in)\n"
+      "  --key-file FILE  the key (the file's bytes, 16 or more) for a config that stores\n"
+      "                 identifier types hashed (\"hashed\": true in docs/config.md)\n"
       "  -h, --help     this help; cdp COMMAND --help for one command\n"
       "  --version      print the library version\n\n%s",
       kExitCodes);
 }
 
 void command_help(const Command &c) {
-  std::printf("Usage: cdp [--json] [--config FILE] %s %s\n\n%c%s.\n", c.name, c.args, c.summary[0] & ~0x20,
+  std::printf("Usage: cdp [--json] [--config FILE] [--key-file FILE] %s %s\n\n%c%s.\n", c.name, c.args, c.summary[0] & ~0x20,
               c.summary + 1);
   std::string options;
   if (c.options & kAssign)
@@ -1426,6 +1432,8 @@ int main(int argc, char **argv) {
         o.json = true;
       } else if (a == "--config") {
         o.config_path = value("a FILE");
+      } else if (a == "--key-file") {
+        o.key_path = value("a FILE");
       } else if (cmd && (cmd->options & kAssign) && a == "--assign") {
         o.assign_path = value("an OUT file");
       } else if (cmd && (cmd->options & kMask) && a == "--mask") {

@@ -95,6 +95,14 @@ usage)
   echo '{"types": ' >"$TMP/bad.json"
   run 2 --config "$TMP/bad.json" ingest "${FILES[@]}"
   run 0 config;                 check "config prints JSON" json_true 'len(d) > 0' "$TMP/out"
+  # Mobiles stored hashed: the key comes from --key-file, and nothing shows the raw value.
+  echo '{"id_types":{"mobile":{"hashed":true}}}' >"$TMP/hashed.json"
+  printf 'the key of the cdp tool test' >"$TMP/key"
+  run 2 --config "$TMP/hashed.json" resolve mobile:13817265409 "${FILES[@]}"
+  check "a hashed config without a key names the call that takes one" grep -q cdp_engine_open_keyed "$TMP/err"
+  run 0 --config "$TMP/hashed.json" --key-file "$TMP/key" --json person mobile:+86-138-1726-5409 "${FILES[@]}"
+  check "a hashed engine shows the mobile's mask" grep -q '138\*\*\*\*5409' "$TMP/out"
+  check "and never the mobile" bash -c "! grep -q 13817265409 '$TMP/out'"
   ;;
 ingest)
   run 0 ingest "${FILES[@]}"
