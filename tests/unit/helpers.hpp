@@ -108,6 +108,25 @@ inline std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// The names of dir's files that contain needle: what an erasure must leave empty.
+inline std::vector<std::string> Holding(const std::string& dir, std::string_view needle) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::directory_iterator(dir))
+    if (ReadAll(f.path().string()).find(needle) != std::string::npos) out.push_back(f.path().filename().string());
+  return out;
+}
+
+// Every slot's tags, as text: two tag engines that agree print the same.
+inline std::string Persons(const cdp::TagEngine& t) {
+  std::string out;
+  for (uint32_t s = 0; s < t.store().slots(); ++s) {
+    out += std::to_string(s) + " ";
+    t.AppendPersonTags(out, s);
+    out += "\n";
+  }
+  return out;
+}
+
 inline void WriteAll(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;

@@ -39,14 +39,6 @@ std::vector<std::string> PersonBatches() {
   };
 }
 
-// Every file of dir that contains needle.
-std::vector<std::string> Holding(const std::string& dir, std::string_view needle) {
-  std::vector<std::string> out;
-  for (const auto& f : fs::directory_iterator(dir))
-    if (ReadAll(f.path().string()).find(needle) != std::string::npos) out.push_back(f.path().filename().string());
-  return out;
-}
-
 void Build(cdp::Engine& e) {
   const auto batches = PersonBatches();
   Ingest(e, batches[0]);

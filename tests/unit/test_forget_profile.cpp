@@ -170,17 +170,6 @@ std::string Render(const Engine& e, uint64_t oneid) {
   return *doc + "\n" + *tags;
 }
 
-// Every slot's tags, as text.
-std::string Persons(const TagEngine& t) {
-  std::string out;
-  for (uint32_t s = 0; s < t.store().slots(); ++s) {
-    out += std::to_string(s) + " ";
-    t.AppendPersonTags(out, s);
-    out += "\n";
-  }
-  return out;
-}
-
 std::string Str(const cdp::Stored& v) { return std::to_string(static_cast<int>(v.kind)) + ":" + std::to_string(v.bits); }
 
 // Every slot's stored arrays, internal ids included (string and list ids, identifier set

@@ -2,14 +2,12 @@
 // keyed hash and a mask, so matching works while no raw value is held in memory, written
 // to the log or snapshots, or shown; the key is the host's, checked per directory.
 #include <algorithm>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "helpers.hpp"
 #include "keyed_hash.hpp"
 
-namespace fs = std::filesystem;
 using namespace cdptest;
 
 namespace {
@@ -39,13 +37,6 @@ std::unique_ptr<cdp::Engine> OpenKeyed(std::string_view config, const std::strin
   auto e = cdp::Engine::Open(config, dir, key);
   REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
   return std::move(*e);
-}
-
-std::vector<std::string> Holding(const std::string& dir, std::string_view needle) {
-  std::vector<std::string> out;
-  for (const auto& f : fs::directory_iterator(dir))
-    if (ReadAll(f.path().string()).find(needle) != std::string::npos) out.push_back(f.path().filename().string());
-  return out;
 }
 
 std::string Person(const cdp::Engine& e, uint64_t oneid, bool mask) {

@@ -105,16 +105,6 @@ std::string SaveTags(const TagEngine& t) {
   return w.bytes();
 }
 
-std::string Persons(const TagEngine& t) {
-  std::string out;
-  for (uint32_t s = 0; s < t.store().slots(); ++s) {
-    out += std::to_string(s) + " ";
-    t.AppendPersonTags(out, s);
-    out += "\n";
-  }
-  return out;
-}
-
 // Every observable output, and the columns and bitmaps behind them.
 void CheckSame(const TagEngine& a, const TagEngine& b) {
   CHECK(a.CatalogJson() == b.CatalogJson());
