@@ -177,6 +177,10 @@ absl::Status Engine::Log(uint16_t kind, std::initializer_list<std::string_view> 
   return impl_->failed;
 }
 
+absl::Status Engine::LogBatch(LogKind kind, std::string_view text, std::string_view hashed) {
+  return impl_->key.empty() ? Log(K(kind), {text}) : Log(K(LogKind::kIngestHashed), {hashed});
+}
+
 absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payload) {
   std::vector<std::string_view> f;
   const size_t want = [&]() -> size_t {
@@ -460,9 +464,7 @@ absl::StatusOr<std::string> Engine::IngestNdjson(std::string_view data, bool ass
   std::string hashed;  // the log's form of the batch when identifiers are hashed
   auto ingested = IngestBatch(data, &hashed);
   if (!ingested.ok()) return ingested.status();  // refused whole: nothing changed
-  if (auto st = impl_->key.empty() ? Log(K(LogKind::kIngest), {data}) : Log(K(LogKind::kIngestHashed), {hashed});
-      !st.ok())
-    return st;
+  if (auto st = LogBatch(LogKind::kIngest, data, hashed); !st.ok()) return st;
   const Ingested& in = *ingested;
   const Batch& b = in.batch;
   std::string out;
@@ -552,9 +554,7 @@ absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
   if (!ingested.ok()) return ingested.status();
   // Logged even when the record is malformed: it still took a record id and counts as
   // rejected, and replay must do the same.
-  if (auto st = impl_->key.empty() ? Log(K(LogKind::kRecord), {json}) : Log(K(LogKind::kIngestHashed), {hashed});
-      !st.ok())
-    return st;
+  if (auto st = LogBatch(LogKind::kRecord, json, hashed); !st.ok()) return st;
   const Ingested& in = *ingested;
   if (in.batch.rejected) {
     const RecordError& e = in.batch.errors.front();
@@ -577,12 +577,11 @@ absl::StatusOr<std::string> Engine::IngestRecord(std::string_view json) {
 // --- queries ----------------------------------------------------------------------------
 
 absl::StatusOr<Engine::Parsed> Engine::Normalized(std::string_view type, std::string_view value) const {
-  const EngineConfig& cfg = cfg_;
-  int t = cfg.FindType(type);
+  int t = cfg_.FindType(type);
   if (t < 0) return absl::NotFoundError(Cat("unknown identifier type \"", type, "\""));
   Parsed p{static_cast<uint32_t>(t), {}};
   std::string_view v = value;
-  const IdPolicy& pol = cfg.types[t];
+  const IdPolicy& pol = cfg_.types[t];
   if (pol.hashed && IsHashedValue(v)) {  // as unmasked outputs show it
     p.value.assign(v);
     return p;
@@ -595,7 +594,7 @@ absl::StatusOr<Engine::Parsed> Engine::Normalized(std::string_view type, std::st
     scope = Cat(v.substr(0, slash), "/");
     v.remove_prefix(slash + 1);
   }
-  Rejection why = NormalizeId(pol, cfg.global_blocklist, v, p.value);
+  Rejection why = NormalizeId(pol, cfg_.global_blocklist, v, p.value);
   if (why != Rejection::kCount_)
     return absl::InvalidArgumentError(Cat(type, " value is not usable (", RejectionName(why), ")"));
   p.value = scope + p.value;

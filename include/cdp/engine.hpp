@@ -38,6 +38,7 @@ namespace cdp {
 
 namespace json { class Writer; }
 namespace snap { class Writer; class Reader; }
+enum class LogKind : uint16_t;  // src/engine_internal.hpp
 
 class Engine {
  public:
@@ -200,6 +201,9 @@ class Engine {
   // snapshot the previous write made due.
   absl::Status Writable();
   absl::Status Log(uint16_t kind, std::initializer_list<std::string_view> fields);
+  // An ingest's log entry: the text as given (kind), or, when identifiers are hashed, the
+  // parsed batch IngestBatch encoded (the text holds their raw values).
+  absl::Status LogBatch(LogKind kind, std::string_view text, std::string_view hashed);
   absl::Status Replay(uint16_t kind, uint64_t seq, std::string_view payload);
   absl::Status CheckBatchSize(std::string_view data) const;
   absl::StatusOr<NodeId> FindIdentifier(std::string_view type, std::string_view value) const;
