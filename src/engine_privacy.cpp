@@ -15,7 +15,6 @@
 // cdp/policy.hpp), so matching works and no raw value of it is held in memory or on disk.
 // The log then holds parsed batches (EncodeBatch) instead of the NDJSON given, and every
 // other logged write names such identifiers in stored form.
-#include <openssl/crypto.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -449,7 +448,7 @@ absl::StatusOr<std::string> Engine::ExportPerson(uint64_t oneid) const {
 
 // --- hashed identifiers -------------------------------------------------------------------
 
-Engine::Impl::~Impl() { OPENSSL_cleanse(key.data(), key.size()); }
+Engine::Impl::~Impl() { WipeString(key); }
 
 absl::Status CheckKey(const EngineConfig& cfg, std::string_view key) {
   const bool hashed = cfg.AnyHashed();

@@ -14,14 +14,7 @@ constexpr uint32_t kNone = 0xFFFFFFFFu;  // an event's link, node or text: none
 
 void Feed::EraseEvent(FeedEvent& e) {
   if (e.text != kNoText && e.text >= text_base_ && e.text - text_base_ < texts_.size()) {
-    std::string& t = texts_[e.text - text_base_];
-    // The whole capacity, through explicit_bzero (which the compiler may not drop as a
-    // dead store), then released: a core dump must not show the text any more than a
-    // snapshot does.
-    t.resize(t.capacity(), '\0');
-    ::explicit_bzero(t.data(), t.size());
-    t.clear();
-    t.shrink_to_fit();
+    WipeString(texts_[e.text - text_base_]);
   }
   const uint64_t seq = e.seq;
   const int64_t ts = e.ts;

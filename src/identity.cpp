@@ -104,14 +104,6 @@ inline uint64_t HashId(uint32_t type, std::string_view v) {
   return XXH3_64bits_withSeed(v.data(), v.size(), type);
 }
 
-// Overwrites a string's whole capacity in a way the compiler may not drop as a dead
-// store, then releases it: an erased note must not linger in freed memory (a core dump).
-void WipeString(std::string& s) {
-  s.resize(s.capacity(), '\0');
-  ::explicit_bzero(s.data(), s.size());
-  s.clear();
-  s.shrink_to_fit();
-}
 
 }  // namespace
 

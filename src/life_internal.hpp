@@ -317,10 +317,8 @@ absl::Status Bad(std::string_view path, std::string_view what);
 // memory (150 ms at 3M timers, against 10 for the pass).
 void EraseTimers(std::vector<Timer>& heap, absl::FunctionRef<bool(const Timer&)> selected);
 
-// Overwrites a string's bytes, its whole capacity, with zeros in a way the compiler may not
-// drop as a dead store, then releases it: erased text must not linger in freed memory (a
-// core dump) any more than in a snapshot.
-void Wipe(std::string& s);
-void Wipe(Intent& in);  // its strings, and every field but id and acked
+// Erasure of an intent (WipeString, src/util.hpp): its strings, and every field but id
+// and acked.
+void Wipe(Intent& in);
 
 }  // namespace cdp::life

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <string.h>  // explicit_bzero
 
 #include "audience.hpp"
 #include "expr_internal.hpp"
@@ -36,16 +35,8 @@ absl::Status Bad(std::string_view path, std::string_view what) {
   return absl::InvalidArgumentError(Cat(path, ": ", what));
 }
 
-void Wipe(std::string& s) {
-  // Up to the capacity: a string that was longer once keeps those bytes past its size.
-  s.resize(s.capacity());
-  explicit_bzero(s.data(), s.size());
-  s.clear();
-  s.shrink_to_fit();
-}
-
 void Wipe(Intent& in) {
-  for (std::string* f : {&in.key, &in.origin, &in.step, &in.action, &in.channel, &in.payload}) Wipe(*f);
+  for (std::string* f : {&in.key, &in.origin, &in.step, &in.action, &in.channel, &in.payload}) WipeString(*f);
   in.oneid = 0;
   in.at = in.created = 0;
 }

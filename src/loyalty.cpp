@@ -1332,11 +1332,11 @@ absl::Status LoyaltyPart::Apply(std::string_view op, dom::object req, Ix p, int6
 
 void LoyaltyPart::Forget(Ix p) {
   if (Member* m = Get(p)) {
-    for (Lot& l : m->lots) Wipe(l.ref);
-    for (GrowthRef& g : m->growth_refs) Wipe(g.ref);
+    for (Lot& l : m->lots) WipeString(l.ref);
+    for (GrowthRef& g : m->growth_refs) WipeString(g.ref);
   }
   Clear(p);
-  Wipe(scratch_);  // the last event's property as text, perhaps the person's
+  WipeString(scratch_);  // the last event's property as text, perhaps the person's
   SweepNames();
 }
 
@@ -1359,7 +1359,7 @@ void LoyaltyPart::SweepNames() {
   for (size_t i = 0; i < names_.size(); ++i) {
     if (keep[i] || names_[i].empty()) continue;
     name_ids_.erase(std::string_view(names_[i]));  // before the key's bytes change
-    Wipe(names_[i]);
+    WipeString(names_[i]);
   }
 }
 

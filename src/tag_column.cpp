@@ -253,13 +253,6 @@ uint64_t Column::bytes() const {
 
 // --- erasure ---
 
-void WipeString(std::string& s) {
-  s.resize(s.capacity());
-  // explicit_bzero: a memset before the free below is a dead store the compiler may drop.
-  explicit_bzero(s.data(), s.size());
-  std::string().swap(s);
-}
-
 uint32_t Column::WipeUnheld() {
   if (shape == Shape::kNumber) return 0;
   uint32_t wiped = 0;

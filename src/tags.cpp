@@ -952,7 +952,7 @@ uint32_t TagEngine::Forget(std::span<const uint64_t> oneids) {
   });
   std::make_heap(heap_.begin(), heap_.end(), std::greater<>());
   // The last evaluation's texts (an rfm group, an import's JSON) may be the person's.
-  for (std::string& s : scratch_->texts) tags::WipeString(s);
+  for (std::string& s : scratch_->texts) WipeString(s);
   return n;
 }
 

@@ -92,9 +92,6 @@ struct Column {
   Value Decode(uint64_t e) const;
 };
 
-// Overwrites a string's bytes, spare capacity included, and empties it (erasure).
-void WipeString(std::string& s);
-
 // What an expression (or a part of its JSON AST) reads.
 struct ReadSet {
   std::vector<uint32_t> attrs, events, tags;  // sorted, unique after Normalize

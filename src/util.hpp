@@ -1,6 +1,8 @@
 // util.hpp — small internal helpers shared by the sources.
 #pragma once
 
+#include <string.h>  // explicit_bzero
+
 #include <concepts>
 #include <string>
 #include <string_view>
@@ -10,6 +12,16 @@
 #include "xxhash.h"
 
 namespace cdp {
+
+// Erasure: overwrites a string's bytes, its whole capacity (a string that was longer once
+// keeps those bytes past its size), in a way the compiler may not drop as a dead store,
+// then releases it: erased text must not linger in freed memory (a core dump) any more
+// than in a snapshot.
+inline void WipeString(std::string& s) {
+  s.resize(s.capacity());
+  ::explicit_bzero(s.data(), s.size());
+  std::string().swap(s);
+}
 
 
 // Concatenates strings and integers. (Debian's abseil has its own string_view, which
