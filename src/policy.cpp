@@ -257,6 +257,25 @@ absl::Status Bad(std::string_view path, std::string_view what) {
 
 absl::StatusOr<std::shared_ptr<const std::regex>> Compile(std::string_view path,
                                                           std::string_view pattern) {
+  // libstdc++'s regex compiler reads a back-reference's number and a repeat's bounds into
+  // a long with no overflow check (undefined behaviour: fuzzing found "\\777...7"). No
+  // identifier pattern needs such a number, so a run of more than 6 digits after a
+  // backslash or inside braces is refused before the compiler sees it.
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const bool escape = pattern[i] == '\\';
+    if (!escape && pattern[i] != '{') continue;
+    size_t run = 0;
+    for (size_t j = i + 1; j < pattern.size(); ++j) {
+      if (absl::ascii_isdigit(static_cast<unsigned char>(pattern[j]))) {
+        if (++run > 6) return Bad(path, Cat("invalid pattern \"", pattern, "\": a number over 6 digits at byte ", j));
+      } else if (!escape && pattern[j] == ',') {
+        run = 0;
+      } else {
+        break;
+      }
+    }
+    if (escape) ++i;  // the escaped character is not an escape or a brace itself
+  }
   try {
     return std::make_shared<const std::regex>(std::string(pattern), std::regex::ECMAScript);
   } catch (const std::regex_error& e) {

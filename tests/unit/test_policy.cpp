@@ -77,6 +77,17 @@ TEST_CASE("config: regex normaliser, validation and type-specific blocklist") {
   CHECK(NormalizeId(p, cfg->global_blocklist, "VIP-9999", out) == Rejection::kBlocked);   // type blocklist
 }
 
+TEST_CASE("config: a pattern with a number over 6 digits is refused before std::regex reads it") {
+  // libstdc++ would overflow a long reading these (a fuzz finding); 6 digits still pass.
+  for (const char* pattern : {"\\\\7777777777777777777d", "a{1,99999999999999999999}", "a{12345678}"}) {
+    auto cfg = ParseConfig(std::string(R"({"id_types":{"card":{"validate":")") + pattern + "\"}}}");
+    REQUIRE_FALSE(cfg.ok());
+    CHECK_MESSAGE(std::string(cfg.status().message()).find("id_types.card.validate") != std::string::npos, pattern);
+    CHECK_MESSAGE(std::string(cfg.status().message()).find("over 6 digits") != std::string::npos, pattern);
+  }
+  CHECK(ParseConfig(R"({"id_types":{"card":{"validate":"\\d{000002,8}(a)\\1"}}})").ok());  // 6 digits pass
+}
+
 TEST_CASE("config: a syntax error is reported with line and column") {
   auto cfg = ParseConfig("{\n  \"quarantine_after\": 5,\n  \"matching\": {\"threshold\" 1}\n}");
   REQUIRE_FALSE(cfg.ok());
