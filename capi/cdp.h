@@ -40,12 +40,12 @@
  *     function that takes a OneID accepts an absorbed one and answers for the survivor.
  *  9. Versions. Signatures never change; new behaviour comes as new functions (a _v2
  *     suffix when one replaces another). The shared library's SOVERSION is the major.
- * 10. Durability. An engine opened on a directory logs every write that changes it
- *     before the call returns CDP_OK; reopening the directory replays the log, so what
- *     was acknowledged survives a crash (with "durability":{"sync":"batch"}, the
- *     default, also a power loss). If the log cannot be written the call returns
- *     CDP_EIO, and so does every later write of that engine (reads go on): close it and
- *     reopen the directory. One open engine per directory (docs/guarantees.md).
+ *  10. Durability. An engine opened on a directory logs every write that changes it
+ *      before the call returns CDP_OK; reopening the directory replays the log, so what
+ *      was acknowledged survives a crash (with "durability":{"sync":"batch"}, the
+ *      default, also a power loss). If the log cannot be written the call returns
+ *      CDP_EIO, and so does every later write of that engine (reads go on): close it and
+ *      reopen the directory. One open engine per directory (docs/guarantees.md).
  */
 #ifndef CDP_H
 #define CDP_H
@@ -57,6 +57,8 @@
 extern "C" {
 #endif
 
+/** Marks the exported functions: default visibility (the library hides everything
+ *  else), dllexport while building the library on Windows. Not part of any signature. */
 #if defined(_WIN32)
 #  if defined(CDP_BUILDING)
 #    define CDP_API __declspec(dllexport)
@@ -67,8 +69,12 @@ extern "C" {
 #  define CDP_API __attribute__((visibility("default")))
 #endif
 
+/** The header's major version: it changes only with an incompatible ABI, and is the
+ *  shared library's SOVERSION. */
 #define CDP_VERSION_MAJOR 0
+/** The header's minor version: new functions, compatible. */
 #define CDP_VERSION_MINOR 1
+/** The header's patch version: fixes only. */
 #define CDP_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, comparable with cdp_version(). */
 #define CDP_VERSION_NUMBER (CDP_VERSION_MAJOR * 10000 + CDP_VERSION_MINOR * 100 + CDP_VERSION_PATCH)
@@ -99,6 +105,7 @@ typedef struct cdp_buf {
   uint64_t reserved;  /**< library use; leave as initialised */
 } cdp_buf;
 
+/** The initialiser of an empty cdp_buf: `cdp_buf out = CDP_BUF_INIT;` */
 #define CDP_BUF_INIT {NULL, 0, 0}
 
 /** An engine: the identity graph and everything derived from it. Opaque. */

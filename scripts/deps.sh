@@ -3,7 +3,7 @@
 # scripts; safe to run again. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 CDP_PACKAGES=(build-essential cmake pkg-config python3 python3-setuptools python3-pip python3-wheel python3-venv
-  libabsl-dev libxxhash-dev libsimdjson-dev doctest-dev libroaring-dev libssl-dev tzdata
+  libabsl-dev libxxhash-dev libsimdjson-dev doctest-dev libroaring-dev libssl-dev tzdata doxygen
   clang libclang-rt-14-dev)
 missing=()
 for p in "${CDP_PACKAGES[@]}"; do
