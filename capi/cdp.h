@@ -663,7 +663,9 @@ CDP_API int32_t cdp_audience_export(cdp_buf *out, cdp_engine *engine, const char
                                     uint64_t len);
 
 /** Saves an audience under a name: its request, with "expr" or "ast" and an optional
- *  "holdout" (not "audience"). Saving under an existing name replaces the request and
+ *  "holdout", and nothing else ("audience", or a query's options such as "now" or
+ *  "group", are refused naming the key: recounts run at the engine's clock over the
+ *  whole audience; give the options when querying it by name). Saving under an existing name replaces the request and
  *  keeps its count history (the next recount's entered and left compare with the last
  *  count). The request is checked now, by selecting it once. out (may be NULL)
  *  receives {"name":"...","count":N}.
@@ -688,7 +690,9 @@ CDP_API int32_t cdp_audiences_list(cdp_buf *out, cdp_engine *engine);
  *  next count says who entered and left. out (may be NULL) receives, and the feed gets
  *  as an audience_counted event:
  *  {"audience":"...","count":N,"previous":N|null,"entered":N,"left":N,"now":ms}
- *  (previous is null and entered is count on the first recount).
+ *  (previous is null and entered is count on the first recount). A member of the last
+ *  count whose person has ended since (absorbed by a merge, or forgotten) counts as
+ *  left; the person who absorbed it counts as entered unless it was a member already.
  *  Returns CDP_OK, CDP_ENOTFOUND, CDP_ELIMIT (over limits.max_expr_steps), CDP_EMISUSE,
  *  CDP_EIO, CDP_ENOMEM. */
 CDP_API int32_t cdp_audience_recount(cdp_buf *out, cdp_engine *engine, const char *name,

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(std::string_view config_jso
     if (st.ok()) {
       auto fresh = OpenMemory((*data_dir)->config(), /*definitions=*/false, key);
       if (!fresh.ok()) return fresh.status();
-      snap::Reader r(loaded->body);
+      snap::Reader r(loaded->body, loaded->format);
       st = (*fresh)->LoadState(r);
       if (st.ok()) {
         e = std::move(*fresh);
@@ -372,7 +372,7 @@ Engine::Ingested Engine::ApplyBatch(Ingested in) {
   profiles_->Flush();
   for (const Record& r : recs)
     if (newest_record_ == kNoTime || r.ts > newest_record_) newest_record_ = r.ts;
-  tags_->Update(Now());
+  UpdateTags();
   if (life) SyncStates();
   impl_->accepted += recs.size();
   impl_->rejected += b.rejected;
@@ -419,7 +419,7 @@ void Engine::SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   profiles_->Reconcile(ids);
-  tags_->Update(Now());
+  UpdateTags();
   // The lifecycle keeps state per OneID: merged persons' states join the survivor's.
   if (!life_->empty()) {
     std::vector<std::pair<uint64_t, uint64_t>> merged;  // read first: merging appends to the feed

@@ -135,9 +135,14 @@ struct Engine::WriteScope {
 // Saved audiences ("audience packages"): a name for an audience request, re-counted on
 // demand, remembering the members of the last count to report who entered and left.
 struct Engine::SavedAudiences {
+  // Members are remembered by profile slot, and a slot changes hands: a merge or a
+  // forget frees it and a new person may take it. So when a slot is freed it leaves
+  // `last` at once and counts in `departed`, and the next count reports it as left (and
+  // a newcomer in the slot as entered), as it would a member who stopped matching.
   struct Saved {
     std::string request;
-    Bitmap last;          // the members at the last count
+    Bitmap last;            // the members at the last count that still hold their slots
+    uint64_t departed = 0;  // members at the last count who have ended since
     uint64_t count = 0;
     int64_t counted_at = kNoTime;
     uint64_t counts = 0;  // how many times it was counted

@@ -270,9 +270,6 @@ absl::StatusOr<std::string> Engine::Forget(std::string_view request_json) {
       impl_->tombstones.Add(type, graph_->Value(n));
       gone_texts.insert(Cat(type, ":", graph_->Value(n)));
     }
-    // Saved audiences remember members by slot, and the slot will be reused.
-    if (int64_t slot = profiles_->SlotOf(oneid); slot >= 0)
-      for (auto& [name, a] : audiences_->by_name) a.last.remove(static_cast<uint32_t>(slot));
   }
   // Tags, then profiles, each in one pass over its layer, while the OneIDs still resolve
   // (tags find slots through the store): with the slots, the values only they held.
@@ -302,7 +299,7 @@ absl::StatusOr<std::string> Engine::Forget(std::string_view request_json) {
   w.EndArray();
   w.Key("not_found").Raw(not_found);
   // The tags and states the persons' profiles held go with their slots.
-  tags_->Update(Now());
+  UpdateTags();
   if (!life_->empty()) SyncStates();
   impl_->forgotten += targets.size();
 

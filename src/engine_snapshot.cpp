@@ -118,6 +118,7 @@ void Engine::SaveState(snap::Writer& w, bool erasure) const {
     w.U64(a.count);
     w.I64(a.counted_at);
     w.U64(a.counts);
+    if (w.format() >= 4) w.U64(a.departed);
   }
   life_->Save(w);
   w.Part("end");
@@ -167,6 +168,7 @@ absl::Status Engine::LoadState(snap::Reader& r) {
     a.count = r.U64();
     a.counted_at = r.I64();
     a.counts = r.U64();
+    if (r.format() >= 4) a.departed = r.U64();  // format 3 had none: an undercount of left, once
     audiences_->by_name.emplace(std::move(name), std::move(a));
   }
   if (!r.ok()) return r.status();

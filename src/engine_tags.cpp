@@ -459,16 +459,21 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
   if (name.empty() || name.size() > 256) return absl::InvalidArgumentError("audience name: 1 to 256 bytes");
   if (!audiences_->by_name.contains(name) && audiences_->by_name.size() >= cfg_.limits.max_audiences)
     return absl::ResourceExhaustedError(Cat("saved audiences would pass limits.max_audiences (", cfg_.limits.max_audiences, ")"));
-  // The request must select (it is checked now, not at its first count); a saved audience
-  // is an expression and a holdout, not a reference to another saved audience.
+  // The request must select (it is checked now, not at its first count). A saved audience
+  // is an expression and a holdout: not a reference to another saved audience, and not
+  // a query's options ("now", "group", ...), which recounts could not honour, since they
+  // run at the engine's clock over the whole audience.
   {
     dom::parser p;
-    dom::element r;
+    dom::object r;
     if (auto st = json::CheckSyntax(request_json, "audience request"); !st.ok()) return st;
-    if (p.parse(request_json).get(r) != simdjson::SUCCESS || r.type() != dom::element_type::OBJECT)
+    if (p.parse(request_json).get(r) != simdjson::SUCCESS)
       return absl::InvalidArgumentError("audience request: expected a JSON object");
-    if (r["audience"].error() == simdjson::SUCCESS)
-      return Bad("audience", "a saved audience is an expression, not another saved audience");
+    for (auto [key, value] : r) {
+      if (key == "audience") return Bad("audience", "a saved audience is an expression, not another saved audience");
+      if (key != "expr" && key != "ast" && key != "holdout")
+        return Bad(key, "a saved audience keeps \"expr\" or \"ast\", and \"holdout\"; give a query's options when you query it");
+    }
   }
   WriteScope scope(*this);
   auto sel = Select(request_json);
@@ -512,6 +517,18 @@ std::string Engine::AudiencesJson() const {
   return out;
 }
 
+void Engine::UpdateTags() {
+  std::vector<uint32_t> freed;
+  tags_->Update(Now(), &freed);
+  if (freed.empty()) return;
+  const Bitmap gone(freed.size(), freed.data());
+  for (auto& [name, a] : audiences_->by_name) {
+    if (a.last.isEmpty()) continue;
+    a.departed += a.last.and_cardinality(gone);
+    a.last -= gone;
+  }
+}
+
 absl::StatusOr<std::string> Engine::RecountAudience(std::string_view name) {
   if (auto st = Writable(); !st.ok()) return st;
   auto it = audiences_->by_name.find(name);
@@ -520,16 +537,17 @@ absl::StatusOr<std::string> Engine::RecountAudience(std::string_view name) {
   auto sel = Select(Cat("{\"audience\":", [&] { std::string s; json::AppendString(s, name); return s; }(), "}"));
   if (!sel.ok()) return sel.status();
   auto& a = it->second;
-  // Slots are compared, and a slot may have changed hands between counts (a merge frees
-  // one, a new person takes it): entered/left are then approximate for those few.
+  // Slots are compared; members who ended since (their slots were taken out of `last`)
+  // left, and whoever holds such a slot now is new.
   Selection& s = **sel;
   const uint64_t count = s.members.cardinality();
   const uint64_t entered = a.counts ? (s.members - a.last).cardinality() : count;
-  const uint64_t left = a.counts ? (a.last - s.members).cardinality() : 0;
+  const uint64_t left = a.counts ? (a.last - s.members).cardinality() + a.departed : 0;
   const uint64_t previous = a.count;
   const bool first = a.counts == 0;
   a.last = std::move(s.members);
   a.last.runOptimize();
+  a.departed = 0;
   a.count = count;
   a.counted_at = s.now;
   a.counts++;

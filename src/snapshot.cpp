@@ -117,8 +117,10 @@ absl::StatusOr<Loaded> Read(const std::string& dir, const SnapshotFile& f) {
   if (b.size() < kHeader + kTrailer) return absl::DataLossError(Cat("snapshot ", path, " is cut short (", b.size(), " bytes)"));
   if (std::memcmp(b.data(), kMagic, 8) != 0 || Get<uint64_t>(b.data() + 24) != XXH3_64bits(b.data(), 24))
     return absl::DataLossError(Cat(path, " is not a cdpcore snapshot, or its header is corrupt"));
-  if (uint32_t v = Get<uint32_t>(b.data() + 8); v != kFormat)
-    return absl::UnimplementedError(Cat("snapshot ", path, " has format version ", v, "; this library reads ", kFormat));
+  out.format = Get<uint32_t>(b.data() + 8);
+  if (out.format < kOldestReadable || out.format > kFormat)
+    return absl::UnimplementedError(Cat("snapshot ", path, " has format version ", out.format, "; this library reads ",
+                                        kOldestReadable, " to ", kFormat));
   out.seq = Get<uint64_t>(b.data() + 16);
   if (out.seq != f.seq) return absl::DataLossError(Cat("snapshot ", path, ": its header says it is at entry ", out.seq));
   const uint64_t body = b.size() - kHeader - kTrailer;

@@ -8,7 +8,7 @@
 // u64 lengths, arrays of trivially copyable structs copied byte for byte, and a named
 // marker before each part so a reader that lost its place says where.
 //
-// File (format 1), snap-<P as 16 hex digits>.cdp:
+// File (format kFormat), snap-<P as 16 hex digits>.cdp:
 //   header   "CDPSNAP\n", u32 format version, u32 zero, u64 P,
 //            u64 xxh3-64 of the preceding 24 bytes
 //   body     the parts (Writer below)
@@ -37,12 +37,18 @@
 
 namespace cdp::snap {
 
-inline constexpr uint32_t kFormat = 3;
+// The format written, and the oldest one still read. A format change that only adds a
+// field keeps the previous format readable: Writer and Reader carry the format of the
+// bytes they handle, and a Load reads the new field only from bytes of a format that
+// has it (format 4 added a saved audience's departed members).
+inline constexpr uint32_t kFormat = 4;
+inline constexpr uint32_t kOldestReadable = 3;
 
 class Writer {
  public:
-  // Bytes are collected in memory; File() below streams them to disk instead.
-  Writer() = default;
+  // Bytes are collected in memory; File() below streams them to disk instead. format:
+  // the format to write (tests write an older one to check it still reads).
+  explicit Writer(uint32_t format = kFormat) : format_(format) {}
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
   virtual ~Writer() = default;
@@ -83,6 +89,7 @@ class Writer {
     if (buf_.size() >= kFlushAt) Flush();
   }
   uint64_t size() const { return flushed_ + buf_.size(); }
+  uint32_t format() const { return format_; }
   // In-memory writers: the bytes written.
   std::string& bytes() { return buf_; }
 
@@ -91,11 +98,15 @@ class Writer {
   virtual void Flush() {}  // memory writers keep everything
   std::string buf_;
   uint64_t flushed_ = 0;
+  uint32_t format_;
 };
 
 class Reader {
  public:
-  explicit Reader(std::string_view data) : p_(data.data()), end_(data.data() + data.size()), begin_(p_) {}
+  // format: the format the bytes were written in (kOldestReadable..kFormat).
+  explicit Reader(std::string_view data, uint32_t format = kFormat)
+      : p_(data.data()), end_(data.data() + data.size()), begin_(p_), format_(format) {}
+  uint32_t format() const { return format_; }
 
   uint8_t U8() { return Fixed<uint8_t>(); }
   uint16_t U16() { return Fixed<uint16_t>(); }
@@ -183,6 +194,7 @@ class Reader {
   const char* p_;
   const char* end_;
   const char* begin_;
+  uint32_t format_;
   bool ok_ = true;
   std::string why_;
   std::string part_;
@@ -205,11 +217,13 @@ absl::StatusOr<std::vector<SnapshotFile>> List(const std::string& dir);
 absl::StatusOr<uint64_t> Write(const std::string& dir, uint64_t seq, const std::function<void(Writer&)>& body);
 
 // Reads and checks a whole snapshot file; body is the checked body. DataLoss when the
-// file is short, its header or checksum is wrong; Unimplemented for another format.
+// file is short, its header or checksum is wrong; Unimplemented for a format outside
+// kOldestReadable..kFormat.
 // The file is mapped, not read: a snapshot of a few GB then costs no copy and no fresh
 // memory to hold it, only the page cache it is already in.
 struct Loaded {
   uint64_t seq = 0;
+  uint32_t format = kFormat;            // read the body with Reader(body, format)
   std::shared_ptr<const void> mapping;  // keeps bytes valid
   std::string_view bytes;               // the whole file
   std::string_view body;

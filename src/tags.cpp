@@ -905,13 +905,14 @@ uint32_t TagEngine::EvaluateSlot(uint32_t slot, const std::vector<uint8_t>& dirt
   return n;
 }
 
-void TagEngine::Update(int64_t now) {
+void TagEngine::Update(int64_t now, std::vector<uint32_t>* freed_out) {
   std::vector<ProfileChange> changed;
   std::vector<uint32_t> freed;
   store_.TakeChanges(changed, freed);
   if (order_.empty()) {
     for (uint32_t s : freed) universe_.remove(s);
     for (const ProfileChange& c : changed) universe_.add(c.slot);
+    if (freed_out) freed_out->swap(freed);
     return;
   }
   for (uint32_t s : freed) Clear(s);
@@ -934,6 +935,7 @@ void TagEngine::Update(int64_t now) {
     }
     EvaluateSlot(c.slot, dirty, now, /*feed=*/true, /*all_time=*/false);
   }
+  if (freed_out) freed_out->swap(freed);
 }
 
 uint32_t TagEngine::Forget(std::span<const uint64_t> oneids) {

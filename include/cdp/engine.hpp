@@ -210,6 +210,9 @@ class Engine {
   // Moves profile facts after identity changed: the persons named by feed events from
   // feed_from on, and extra.
   void SyncProfiles(uint64_t feed_from, const std::vector<uint64_t>& extra = {});
+  // Brings the tags up to date after a change to the profiles, and tells the saved
+  // audiences which of their last members have ended (see SavedAudiences::Saved).
+  void UpdateTags();
   void WriteIdCounts(json::Writer& w, const Ingested& in);
   void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.

@@ -62,8 +62,10 @@ class TagEngine {
   absl::Status Drop(std::string_view name);
 
   // Brings the tags of the persons whose profiles changed up to date (ProfileStore's
-  // changes) at now. Writers call it after every change to the profiles.
-  void Update(int64_t now);
+  // changes) at now. Writers call it after every change to the profiles. freed, when
+  // given, receives the slots whose persons ended since the last Update (absorbed by a
+  // merge, or forgotten), sorted; a slot may already hold a new person.
+  void Update(int64_t now, std::vector<uint32_t>* freed = nullptr);
   // Erasure (PIPL): clears these persons' tags (redirects followed) and drops every tag
   // value and list that no person holds any longer, overwriting it, so neither memory nor
   // Save keeps a value only they had (their current values, the ones they had before, and

@@ -551,8 +551,9 @@ class Engine:
     def recount_audience(self, name: str) -> Dict[str, Any]:
         """Counts a saved audience again at the engine's clock: {"audience", "count",
         "previous" (None the first time), "entered", "left", "now"}; the same goes to the
-        change feed as an audience_counted event. Raises NotFoundError for an unknown
-        name."""
+        change feed as an audience_counted event. A member whose person has ended since
+        the last count (absorbed by a merge, or forgotten) counts as left. Raises
+        NotFoundError for an unknown name."""
         return _json_call(_lib.cdp_audience_recount, self._h, *_sv(name))
 
     # --- metrics --------------------------------------------------------------------
