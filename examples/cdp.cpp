@@ -263,7 +263,7 @@ class Engine {
 // ---- Options ----
 
 struct Options {
-  bool json = false, mask = false;
+  bool json = false, mask = false, progress = false;
   std::string config_path, key_path, assign_path, now;
   uint64_t limit = 0;  // 0: no limit
   std::string defs_path;     // tag definitions (tags --define, audience --defs)
@@ -333,11 +333,13 @@ size_t batch_end(std::string_view buf, bool eof) {
 
 class Ingester {
  public:
-  Ingester(Engine &e, Ingested &out, bool assign) : e_(e), out_(out), assign_(assign) {
-    progress_ = isatty(STDERR_FILENO);
-  }
+  // On a terminal, long ingests (over half a second) get a progress line, rewritten in
+  // place. With --progress every batch gets one, as a line of its own when stderr is a
+  // file or a pipe (a log keeps them).
+  Ingester(Engine &e, Ingested &out, bool assign, bool forced)
+      : e_(e), out_(out), assign_(assign), tty_(isatty(STDERR_FILENO)), forced_(forced) {}
   ~Ingester() {
-    if (shown_) std::fputs("\r\033[K", stderr);  // clear the progress line
+    if (shown_ && tty_) std::fputs("\r\033[K", stderr);  // clear the progress line
   }
 
   void file(const std::string &path) {
@@ -369,7 +371,7 @@ class Ingester {
  private:
   Engine &e_;
   Ingested &out_;
-  bool assign_, progress_, shown_ = false;
+  bool assign_, tty_, forced_, shown_ = false;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 
   // Ingests one batch; returns its number of lines.
@@ -404,9 +406,10 @@ class Ingester {
 
     out_.lines += lines;
     out_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    if (progress_ && out_.seconds > 0.5) {  // only long ingests get a progress line
-      std::fprintf(stderr, "\r%s: %llu lines, %.0f records/s\033[K", path.c_str(), (unsigned long long)out_.lines,
-                   out_.lines / out_.seconds);
+    if (forced_ || (tty_ && out_.seconds > 0.5)) {
+      std::fprintf(stderr, "%s%s: %llu lines, %.0f records/s%s", tty_ ? "\r" : "", path.c_str(),
+                   (unsigned long long)out_.lines, out_.seconds > 0 ? out_.lines / out_.seconds : 0.0,
+                   tty_ ? "\033[K" : "\n");
       shown_ = true;
     }
     return lines;
@@ -416,11 +419,11 @@ class Ingester {
 std::string config_of(const Options &o) { return o.config_path.empty() ? "" : read_file(o.config_path); }
 std::string key_of(const Options &o) { return o.key_path.empty() ? "" : read_file(o.key_path); }
 
-Ingested ingest_all(Engine &e, const std::vector<std::string> &files, bool assign) {
-  if (files.empty()) fail(kUsage, "no input files (use - for standard input)");
+Ingested ingest_all(Engine &e, const Options &o, bool assign) {
+  if (o.args.empty()) fail(kUsage, "no input files (use - for standard input)");
   Ingested in;
-  Ingester ingester(e, in, assign);
-  for (const auto &f : files) ingester.file(f);
+  Ingester ingester(e, in, assign, o.progress);
+  for (const auto &f : o.args) ingester.file(f);
   return in;
 }
 
@@ -565,7 +568,7 @@ std::vector<std::pair<std::string, std::string>> take_identifiers(Options &o, si
 
 int cmd_ingest(Options &o) {
   Engine e(config_of(o), key_of(o));
-  Ingested in = ingest_all(e, o.args, !o.assign_path.empty());
+  Ingested in = ingest_all(e, o, !o.assign_path.empty());
 
   if (!o.assign_path.empty()) {
     // Each batch's OneIDs are those at the end of that batch; a later batch may have
@@ -613,7 +616,7 @@ int cmd_ingest(Options &o) {
 
 int cmd_persons(Options &o) {
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   Json all{Json::Array};
   uint64_t cursor = 0, shown = 0;
   do {
@@ -642,7 +645,7 @@ int cmd_persons(Options &o) {
 // merges, conflicts, quarantined: the change feed from the start, one kind of event.
 int feed_command(Options &o, std::string_view kind) {
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   Json events{Json::Array};
   uint64_t cursor = 0, total = 0;
   for (;;) {
@@ -673,7 +676,7 @@ int cmd_quarantined(Options &o) { return feed_command(o, "identifier_quarantined
 int cmd_explain(Options &o) {
   auto ids = take_identifiers(o, 2);
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   auto &[ta, va] = ids[0];
   auto &[tb, vb] = ids[1];
   Buf out;
@@ -714,7 +717,7 @@ uint64_t resolve(const Engine &e, const std::pair<std::string, std::string> &id)
 int cmd_resolve(Options &o) {
   auto ids = take_identifiers(o, 1);
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   uint64_t oneid = resolve(e, ids[0]);
   if (o.json)
     std::printf("{\"type\":%s,\"value\":%s,\"oneid\":%llu}\n", to_json(string(ids[0].first)).c_str(),
@@ -727,7 +730,7 @@ int cmd_resolve(Options &o) {
 int cmd_person(Options &o) {
   auto ids = take_identifiers(o, 1);
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   Buf out;
   check(cdp_person_get(&out.b, e.get(), resolve(e, ids[0]), o.mask ? CDP_MASK : 0), "read the person");
   Json p = out.json();
@@ -805,7 +808,7 @@ int cmd_eval(Options &o) {
   o.args.erase(o.args.begin());
   auto ids = take_identifiers(o, 1);
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   cdp_expr *x = nullptr;
   check(cdp_expr_compile(&x, e.get(), text.data(), text.size(), 0), "compile the expression");
   Buf out;
@@ -867,7 +870,7 @@ std::string values_text(const Json &d) {
 int cmd_tags(Options &o) {
   if (o.defs_path.empty()) fail(kUsage, "tags needs --define DEFS.json");
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   Json defined = define_tags(e, o);
   Buf list;
   check(cdp_tags_list(&list.b, e.get()), "list the tags");
@@ -911,7 +914,7 @@ int cmd_audience(Options &o) {
     base.emplace_back("holdout", std::move(h));
   }
   Engine e(config_of(o), key_of(o));
-  ingest_all(e, o.args, false);
+  ingest_all(e, o, false);
   define_tags(e, o);
 
   Json count = audience_query(e, cdp_audience_count, "count the audience", base);
@@ -1332,7 +1335,7 @@ const char kExitCodes[] =
 void main_help() {
   std::printf(
       "cdp %s: OneID from NDJSON touchpoint records, over the cdpcore C API\n\n"
-      "Usage: cdp [--json] [--config FILE] [--key-file FILE] COMMAND [OPTIONS] ARGS...\n\n"
+      "Usage: cdp [--json] [--config FILE] [--key-file FILE] [--progress] COMMAND [OPTIONS] ARGS...\n\n"
       "The engine is in memory: each command ingests its FILES (NDJSON, one record per\n"
       "line; - reads standard input) into a fresh engine, then answers from it.\n"
       "Identifiers are written TYPE:VALUE (mobile:+86 139-1720-5836); values are normalised\n"
@@ -1346,13 +1349,15 @@ void main_help() {
       "  --config FILE  open the engine with this JSON config (default: built-in)\n"
       "  --key-file FILE  the key (the file's bytes, 16 or more) for a config that stores\n"
       "                 identifier types hashed (\"hashed\": true in docs/config.md)\n"
+      "  --progress     a progress line (lines, records/s) after every batch ingested, also\n"
+      "                 when stderr is not a terminal (on one, long ingests show it anyway)\n"
       "  -h, --help     this help; cdp COMMAND --help for one command\n"
       "  --version      print the library version\n\n%s",
       kExitCodes);
 }
 
 void command_help(const Command &c) {
-  std::printf("Usage: cdp [--json] [--config FILE] [--key-file FILE] %s %s\n\n%c%s.\n", c.name, c.args, c.summary[0] & ~0x20,
+  std::printf("Usage: cdp [--json] [--config FILE] [--key-file FILE] [--progress] %s %s\n\n%c%s.\n", c.name, c.args, c.summary[0] & ~0x20,
               c.summary + 1);
   std::string options;
   if (c.options & kAssign)
@@ -1434,6 +1439,8 @@ int main(int argc, char **argv) {
         o.config_path = value("a FILE");
       } else if (a == "--key-file") {
         o.key_path = value("a FILE");
+      } else if (a == "--progress") {
+        o.progress = true;
       } else if (cmd && (cmd->options & kAssign) && a == "--assign") {
         o.assign_path = value("an OUT file");
       } else if (cmd && (cmd->options & kMask) && a == "--mask") {

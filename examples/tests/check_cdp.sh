@@ -160,6 +160,14 @@ pwc)  # Li Na: every identifier resolves to one OneID
   run 3 resolve mobile:13800138000 "${FILES[@]}"   # the cashier's placeholder is blocked
   run 3 explain mobile:13817265409 mobile:13700000000 "${FILES[@]}"
   ;;
+progress)  # stderr here is a file: no progress line unless asked for, and it changes no output
+  run 0 ingest "${FILES[@]}";   cp "$TMP/out" "$TMP/plain"
+  check "no progress line when stderr is not a terminal" test ! -s "$TMP/err"
+  run 0 --progress ingest "${FILES[@]}"
+  check "--progress prints a line per batch" grep -Eq '^[a-z]+\.ndjson: [0-9]+ lines, [0-9]+ records/s$' "$TMP/err"
+  check "--progress lines cover every file" test "$(cut -d: -f1 "$TMP/err" | sort -u | wc -l)" = "${#FILES[@]}"
+  check "--progress leaves stdout as it was" cmp -s "$TMP/out" "$TMP/plain"
+  ;;
 assign)
   run 0 resolve unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M "${FILES[@]}"
   ONEID=$(cat "$TMP/out")
