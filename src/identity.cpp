@@ -262,7 +262,9 @@ struct IdentityGraph::Impl {
   }
 
   // A removed identifier seen again comes back as a new singleton person, keeping its
-  // node, so manual rules on it still hold (a rule is about the identifier's value).
+  // node, so manual rules on it still hold (a rule is about the identifier's value). A
+  // quarantined one comes back quarantined, a member of no person: removing it took its
+  // evidence away, not the conflicts that marked it as shared.
   NodeId Revive(NodeId n, int64_t ts, uint32_t source) {
     Node& x = g.nodes_[n];
     x.flags &= static_cast<uint8_t>(~(kDead | kMultiSource));
@@ -270,7 +272,7 @@ struct IdentityGraph::Impl {
     x.source0 = static_cast<uint16_t>(source);
     x.parent = n;
     x.next = n;
-    x.summary = NewPerson(n);
+    x.summary = (x.flags & kQuarantine) ? kNoSummary : NewPerson(n);
     ++live_nodes;
     return n;
   }
@@ -787,7 +789,7 @@ NodeId IdentityGraph::Intern(uint32_t type, std::string_view v, int64_t ts, uint
   impl_->cur_ts = ts == kNeverSeen ? 0 : ts;
   impl_->cur_record = 0;  // created by a rule, not by a record
   NodeId n = it != impl_->index.end() ? impl_->Revive(*it, ts, source) : impl_->NewNode(type, v, ts, source);
-  impl_->Created(n);
+  if (!(nodes_[n].flags & kQuarantine)) impl_->Created(n);
   // The time was for this person_created only: a force link made next carries time 0.
   impl_->cur_ts = 0;
   return n;
@@ -859,8 +861,13 @@ void IdentityGraph::AddRecord(const Batch& b, const Record& r, uint64_t record_s
     auto it = m.index.find(IdKey{id.type, v});
     NodeId hit = it == m.index.end() ? kNoNode : *it;
     if (hit != kNoNode && (nodes_[hit].flags & kDead)) {  // removed earlier: seen anew
+      found[k] = m.Revive(hit, r.ts, r.source);
+      if (nodes_[hit].flags & kQuarantine) {  // and still quarantined: it joins no one
+        st.ids_quarantined_skipped++;
+        continue;
+      }
       existed[n] = false;
-      ns[n++] = found[k] = m.Revive(hit, r.ts, r.source);
+      ns[n++] = hit;
       continue;
     }
     if (hit != kNoNode) {

@@ -426,3 +426,37 @@ TEST_CASE("a rule outlives the removal of its identifiers: seen again, they are 
   CHECK(Resolve(*e, "member_no", "M2") != 0);
   CHECK(Resolve(*e, "unionid", "oU_5_0000000000") != Resolve(*e, "member_no", "M2"));
 }
+
+TEST_CASE("a quarantined identifier that was removed comes back quarantined, by a record or a rule") {
+  // Found by fuzz_api: reviving such an identifier gave it a person, so a OneID counted
+  // in stats that no listing showed.
+  auto e = OpenEngine(R"({"quarantine_after":2})");
+  std::vector<std::string> recs;
+  for (int i = 0; i < 4; ++i)
+    recs.push_back(Rec("pos", kT0 + i * kDay, "\"mobile\":\"13911112222\",\"member_no\":\"W" + std::to_string(i) + "\""));
+  Json rep(Ingest(*e, Join(recs)));
+  REQUIRE(U(rep["quarantined"]) == 1);
+  REQUIRE(e->RemoveIdentifier("mobile", "13911112222").ok());
+  auto listed = [&] {
+    Json page(e->PersonsPage(0, 1000, false));
+    return Arr(page["persons"]).size();
+  };
+  auto persons = [&] { return U(Json(e->StatsJson())["persons"]); };
+  const uint64_t before = persons();
+  REQUIRE(listed() == before);
+
+  // A rule naming it is refused, and adds no person (the other end is known already).
+  auto rule = e->AddRule("never_link", "member_no", "W0", "mobile", "13911112222", "probe");
+  REQUIRE_FALSE(rule.ok());
+  CHECK(std::string(rule.status().message()).find("is quarantined") != std::string::npos);
+  CHECK(persons() == before);
+  CHECK(listed() == before);
+
+  // A record carrying it: the member number lands, the mobile joins no one.
+  Json more(Ingest(*e, Rec("pos", kT0 + 9 * kDay, R"("mobile":"13911112222","member_no":"W9")")));
+  CHECK(U(more["ids"]["by_reason"]["quarantined"]) == 1);
+  CHECK(Resolve(*e, "mobile", "13911112222") == 0);
+  CHECK(Resolve(*e, "member_no", "W9") != 0);
+  CHECK(persons() == before + 1);
+  CHECK(listed() == before + 1);
+}
