@@ -9,6 +9,9 @@
 // Input: a byte per call, then the call's operands. Bytes 0xFA to 0xFD are forget (carved
 // out of the other calls' values that no older corpus file uses as a call, so those files
 // keep their meaning); any other byte b is call b % 8, with b / 8 choosing among variants.
+// An input of odd length runs on an engine that stores mobiles and UnionIDs hashed under a
+// key (docs/guarantees.md, "Hashed identifiers"): the calls take raw values, the listings
+// show stored forms, and the invariants compare stored forms.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -38,12 +41,47 @@ std::pair<std::string, std::string> Ident(uint8_t b) {
   }
 }
 
-// What forget took: "type:value" of each identifier (the person's, and the removed ones
-// only its records carried: IdentityGraph::FormerIdentifiers), and the OneIDs.
+constexpr std::string_view kConfig = R"({"quarantine_after":3,"limits":{"max_ids_per_person":6}})";
+constexpr std::string_view kHashedConfig =
+    R"({"quarantine_after":3,"limits":{"max_ids_per_person":6},"id_types":{"mobile":{"hashed":true},"unionid":{"hashed":true}}})";
+constexpr std::string_view kKey = "the fuzzer's key, 16 bytes or more";
+
+// "type:value" as an engine lists the identifier Ident(b) names: the value itself, or for
+// the hashed engine its stored form, learnt once by ingesting each identifier alone into
+// a scratch engine of the same config and key and reading the person listing.
+std::string Listed(bool hashed, uint8_t b) {
+  static const std::vector<std::string> stored = [] {
+    std::vector<std::string> out(256);
+    auto e = std::move(*cdp::Engine::Open(kHashedConfig, "", kKey));
+    for (int i = 0; i < 256; ++i) {
+      auto [t, v] = Ident(static_cast<uint8_t>(i));
+      out[i] = t + ":" + v;  // what it stays if the engine refuses it (never listed then)
+      auto oneid = e->Resolve(t, v);
+      if (!oneid.ok()) {
+        FUZZ_CHECK(e->IngestNdjson("{\"source\":\"s\",\"ts\":1,\"ids\":{\"" + t + "\":\"" + v + "\"}}\n", false).ok());
+        oneid = e->Resolve(t, v);
+      }
+      if (!oneid.ok()) continue;
+      cdpfuzz::Json p(*e->PersonIdentifiers(*oneid, false));
+      simdjson::dom::array ids = p.root["identifiers"].get_array().value_unsafe();
+      FUZZ_CHECK(ids.size() == 1);
+      simdjson::dom::element id = ids.at(0).value_unsafe();
+      out[i] = t + ":" + std::string(id["value"].get_string().value_unsafe());
+    }
+    return out;
+  }();
+  if (hashed) return stored[b];
+  auto [t, v] = Ident(b);
+  return t + ":" + v;
+}
+
+// What forget took: "type:value" of each identifier as listed (the person's, and the
+// removed ones only its records carried: IdentityGraph::FormerIdentifiers), and the OneIDs.
 struct Forgotten {
+  bool hashed = false;
   std::set<std::string> idents;
   std::vector<uint64_t> oneids;
-  bool Has(const std::string& type, const std::string& value) const { return idents.count(type + ":" + value) > 0; }
+  bool Has(uint8_t b) const { return idents.count(Listed(hashed, b)) > 0; }
 };
 
 // Every listed identifier ("type:value") and the OneID of the one person listing it.
@@ -103,8 +141,8 @@ void CheckInvariants(cdp::Engine& e, const Forgotten& gone) {
 // Forgets the person an identifier names, by that identifier or by the person's OneID
 // (by_oneid; when nobody has the identifier, a OneID forgotten before, if any). Exactly
 // that person goes; NotFound, changing nothing, when there is no such live person.
-void Forget(cdp::Engine& e, Forgotten& gone, std::vector<uint64_t>& rules, const std::string& type,
-            const std::string& value, bool by_oneid) {
+void Forget(cdp::Engine& e, Forgotten& gone, std::vector<uint64_t>& rules, uint8_t b, bool by_oneid) {
+  const auto [type, value] = Ident(b);
   const auto before = Layout(e);
   const auto live = e.Resolve(type, value);
   std::string request;
@@ -155,16 +193,17 @@ void Forget(cdp::Engine& e, Forgotten& gone, std::vector<uint64_t>& rules, const
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 512) return 0;  // long sequences add time, not coverage
-  auto engine = std::move(*cdp::Engine::Open(R"({"quarantine_after":3,"limits":{"max_ids_per_person":6}})"));
+  const bool hashed = size % 2 == 1;
+  auto engine = std::move(*(hashed ? cdp::Engine::Open(kHashedConfig, "", kKey) : cdp::Engine::Open(kConfig)));
   cdp::Engine& e = *engine;
   Bytes in{data, size};
   std::vector<uint64_t> rules;
   Forgotten gone;
+  gone.hashed = hashed;
   while (in.n) {
     uint8_t op = in.Next();
     if (op >= 0xFA && op <= 0xFD) {
-      auto [t, v] = Ident(in.Next());
-      Forget(e, gone, rules, t, v, op & 1);
+      Forget(e, gone, rules, in.Next(), op & 1);
       CheckInvariants(e, gone);
       continue;
     }
@@ -176,9 +215,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           std::string ids;
           bool carries = false;
           for (int k = 0, count = 1 + in.Next() % 3; k < count; ++k) {
-            auto [t, v] = Ident(in.Next());
+            const uint8_t b = in.Next();
+            auto [t, v] = Ident(b);
             ids += (ids.empty() ? "\"" : ",\"") + t + "\":\"" + v + "\"";
-            carries |= gone.Has(t, v);
+            carries |= gone.Has(b);
           }
           refused += carries;
           // Named, so that every compiler reads the source before the time.
@@ -207,10 +247,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 6: {
-        auto [ta, va] = Ident(in.Next());
-        auto [tb, vb] = Ident(in.Next());
+        const uint8_t a = in.Next(), b = in.Next();
+        auto [ta, va] = Ident(a);
+        auto [tb, vb] = Ident(b);
         auto r = e.AddRule(op / 8 % 2 ? "never_link" : "force_link", ta, va, tb, vb, "fuzz");
-        if (gone.Has(ta, va) || gone.Has(tb, vb)) FUZZ_CHECK(!r.ok());
+        if (gone.Has(a) || gone.Has(b)) FUZZ_CHECK(!r.ok());
         if (r.ok()) rules.push_back(*r);
         break;
       }
