@@ -598,7 +598,12 @@ absl::StatusOr<std::string> Engine::Metrics(std::string_view request_json) {
     TaggedView v(*tags_, slot);
     f(v);
   };
-  metrics::Population pop{*profiles_, members ? &*members : nullptr, with_subject, &cfg_, life_.get()};
+  // Referrers are found as cdp_resolve finds them (hashed types included).
+  auto resolve = [this](uint32_t type, std::string_view value) -> uint64_t {
+    auto r = Resolve(cfg_.types[type].name, value);
+    return r.ok() ? *r : 0;
+  };
+  metrics::Population pop{*profiles_, members ? &*members : nullptr, with_subject, resolve, life_.get()};
   return metrics::Run(pop, request, *profiles_, expr_limits_);
 }
 

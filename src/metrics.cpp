@@ -670,30 +670,15 @@ absl::Status ReadClv(dom::element root, Names& names, ClvSpec& c) {
   return absl::OkStatus();
 }
 
-// The live person an identifier value names (0: none). Values are normalised the way
-// cdp_resolve does when the population carries the config; a scoped type's value is
-// written SCOPE/VALUE there too.
-uint64_t ResolveReferrer(const Population& pop, uint32_t type, const Value& v, std::string& raw,
-                         std::string& norm) {
+// The live person an identifier value names (0: none), through the population's resolve
+// when it has one (a scoped type's value is written SCOPE/VALUE, as for cdp_resolve).
+uint64_t ResolveReferrer(const Population& pop, uint32_t type, const Value& v, std::string& raw) {
   if (v.kind == ValueKind::kString) raw.assign(v.str());
   else if (v.kind == ValueKind::kInt) raw = std::to_string(v.i);
   else return 0;
-  std::string_view lookup = raw;
-  if (pop.config) {
-    const IdPolicy& pol = pop.config->types[type];
-    std::string_view value = raw, scope;
-    if (!pol.scope.empty()) {
-      size_t slash = value.find('/');
-      if (slash == std::string_view::npos) return 0;
-      scope = value.substr(0, slash + 1);
-      value.remove_prefix(slash + 1);
-    }
-    if (NormalizeId(pol, pop.config->global_blocklist, value, norm) != Rejection::kCount_) return 0;
-    norm.insert(0, scope);
-    lookup = norm;
-  }
+  if (pop.resolve) return pop.resolve(type, raw);
   const IdentityGraph& g = pop.store.graph();
-  NodeId n = g.Find(type, lookup);
+  NodeId n = g.Find(type, raw);
   return n == kNoNode ? 0 : g.OneIdOf(n);
 }
 
@@ -731,7 +716,7 @@ absl::StatusOr<std::string> RunClv(const Population& pop, dom::element root, Nam
   // the referral propagated. Only events are read, so the profile view is enough here.
   uint64_t referred = 0, resolved = 0, self = 0, unresolved = 0;
   if (c.referrer) {
-    std::string raw, norm;
+    std::string raw;
     const uint32_t n = pop.store.slots();
     for (uint32_t slot = 0; slot < n; ++slot) {
       const Profile* p = pop.store.AtSlot(slot);
@@ -748,7 +733,7 @@ absl::StatusOr<std::string> RunClv(const Population& pop, dom::element root, Nam
       });
       if (ref.is_null()) continue;
       ++referred;
-      const uint64_t referrer = ResolveReferrer(pop, c.ref_type, ref, raw, norm);
+      const uint64_t referrer = ResolveReferrer(pop, c.ref_type, ref, raw);
       if (referrer == 0) {
         ++unresolved;
         continue;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -36,10 +37,11 @@ struct Population {
   const ::Roaring* members;  // nullptr: every live profile; else only these slots
   // Calls f with the Subject of a live slot: the person's profile plus its tags.
   absl::FunctionRef<void(uint32_t slot, absl::FunctionRef<void(const Subject&)> f)> with_subject;
-  // When given, clv's referrer values are normalised under their identifier type's policy
-  // before lookup, as cdp_resolve does ("+86 138 0013 8000" finds mobile 13800138000);
-  // without it they must already be normalised.
-  const EngineConfig* config = nullptr;
+  // When given, clv's referrer values are looked up through it (the engine's Resolve:
+  // normalised, scoped and, for a hashed type, hashed, as cdp_resolve does, so
+  // "+86 138 0013 8000" finds mobile 13800138000); it returns the live OneID, or 0.
+  // Without it, values must be in stored form already.
+  std::function<uint64_t(uint32_t type, std::string_view value)> resolve;
   // When given, fast may name a lifecycle machine ("machine") whose states are the layers.
   const Lifecycle* lifecycle = nullptr;
 };
