@@ -228,7 +228,7 @@ absl::Status Engine::Replay(uint16_t kind, uint64_t seq, std::string_view payloa
     case LogKind::kDefineTags: st = DefineTags(f[0]).status(); break;
     case LogKind::kDropTag: st = DropTag(f[0]); break;
     case LogKind::kAdvance: st = Advance(static_cast<int64_t>(n)).status(); break;
-    case LogKind::kSaveAudience: st = SaveAudience(f[0], f[1]).status(); break;
+    case LogKind::kSaveAudience: st = SaveAudience(f[0], f[1], /*strict=*/false).status(); break;
     case LogKind::kDropAudience: st = DropAudience(f[0]); break;
     case LogKind::kRecountAudience: st = RecountAudience(f[0]).status(); break;
     case LogKind::kDefineLifecycle: st = DefineLifecycle(f[0]).status(); break;

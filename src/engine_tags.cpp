@@ -455,6 +455,10 @@ absl::StatusOr<std::string> Engine::Audience(std::string_view op, std::string_vi
 }
 
 absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::string_view request_json) {
+  return SaveAudience(name, request_json, /*strict=*/true);
+}
+
+absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::string_view request_json, bool strict) {
   if (auto st = Writable(); !st.ok()) return st;
   if (name.empty() || name.size() > 256) return absl::InvalidArgumentError("audience name: 1 to 256 bytes");
   if (!audiences_->by_name.contains(name) && audiences_->by_name.size() >= cfg_.limits.max_audiences)
@@ -471,7 +475,7 @@ absl::StatusOr<std::string> Engine::SaveAudience(std::string_view name, std::str
       return absl::InvalidArgumentError("audience request: expected a JSON object");
     for (auto [key, value] : r) {
       if (key == "audience") return Bad("audience", "a saved audience is an expression, not another saved audience");
-      if (key != "expr" && key != "ast" && key != "holdout")
+      if (strict && key != "expr" && key != "ast" && key != "holdout")
         return Bad(key, "a saved audience keeps \"expr\" or \"ast\", and \"holdout\"; give a query's options when you query it");
     }
   }

@@ -213,6 +213,10 @@ class Engine {
   // Brings the tags up to date after a change to the profiles, and tells the saved
   // audiences which of their last members have ended (see SavedAudiences::Saved).
   void UpdateTags();
+  // SaveAudience; strict refuses a request with keys other than expr, ast and holdout.
+  // Replay is not strict: a log written before that rule may hold other keys (which
+  // recounts ignore), and it must still open.
+  absl::StatusOr<std::string> SaveAudience(std::string_view name, std::string_view request_json, bool strict);
   void WriteIdCounts(json::Writer& w, const Ingested& in);
   void WriteLinkCounts(json::Writer& w, const Ingested& in);
   // nodes: each identifier's node as linking left it, or nullptr to look them up.

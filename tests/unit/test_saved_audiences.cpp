@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "engine_internal.hpp"
 #include "helpers.hpp"
+#include "wal.hpp"
 
 using namespace cdptest;
 
@@ -188,4 +190,30 @@ TEST_CASE("saved audiences: a snapshot of format 3 (without departed members) st
   // Format 3 kept no count of departed members: the newcomer still enters (the freed
   // slot had left `last`), but the absorbed member's leaving is lost.
   CHECK(Recount(**e, "vip") == Counted{2, 1, 0});
+}
+
+TEST_CASE("saved audiences: a log saved before requests were limited to expr, ast and holdout still opens") {
+  TempDir parent;
+  const std::string dir = parent / "engine";
+  {
+    auto e = cdp::Engine::Open("", dir);
+    REQUIRE(e.ok());
+    MergeThenNewcomer(**e);
+  }
+  // What an earlier version logged for a save with query options: the request verbatim.
+  {
+    cdp::WalRecovery rec;
+    auto wal = cdp::Wal::Open(dir, cdp::SyncPolicy::kBatch, 0, [](const cdp::WalEntry&) { return absl::OkStatus(); },
+                              rec);
+    REQUIRE(wal.ok());
+    REQUIRE((*wal)->Append(static_cast<uint16_t>(cdp::LogKind::kSaveAudience),
+                           {"old", R"({"expr":"attrs.vip == true","now":1700000000000,"group":"all"})"})
+                .ok());
+  }
+  auto e = cdp::Engine::Open("", dir);
+  REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));
+  CHECK((*e)->AudiencesJson().find(R"("name":"old")") != std::string::npos);
+  CHECK(Recount(**e, "old") == Counted{2, 2, 0});
+  // A new save with the same options is refused.
+  CHECK_FALSE((*e)->SaveAudience("new", R"({"expr":"true","now":1700000000000})").ok());
 }
