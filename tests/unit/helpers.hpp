@@ -18,6 +18,12 @@
 
 namespace cdptest {
 
+// Times, in epoch milliseconds: tests pass time in, never read the clock.
+inline constexpr int64_t kMin = 60'000;
+inline constexpr int64_t kHour = 3'600'000;
+inline constexpr int64_t kDay = 86'400'000;
+inline constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
+
 inline std::unique_ptr<cdp::Engine> OpenEngine(std::string_view config = "") {
   auto e = cdp::Engine::Open(config);
   REQUIRE_MESSAGE(e.ok(), std::string(e.status().message()));

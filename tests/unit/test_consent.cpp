@@ -18,9 +18,6 @@ using cdp::Engine;
 
 namespace {
 
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
 
 constexpr const char* kA = R"("mobile":"13900000001")";
 constexpr const char* kB = R"("member_no":"M-2")";

@@ -24,9 +24,6 @@ using namespace cdptest;
 namespace {
 
 constexpr int64_t kT = 1709222400000;  // 2024-03-01T00:00:00+08:00
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
-constexpr int64_t kMin = 60000;
 
 // A machine whose first move emits an intent with the person's nickname, and whose next
 // waits ten days; points by order with references, refunds and a daily cap, growth and

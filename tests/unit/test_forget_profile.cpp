@@ -29,8 +29,6 @@ using cdp::TagEngine;
 
 namespace {
 
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
-constexpr int64_t kDay = 86400000;
 
 constexpr const char* kConfig = R"({"attributes":{
     "name":      {"survivorship":"latest"},

@@ -8,7 +8,6 @@ using namespace cdptest;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
 constexpr int64_t kT0 = 1700000000000;
 
 // PwC's example: seven touchpoints over a year become one person.

@@ -17,9 +17,6 @@ using cdp::Engine;
 
 namespace {
 
-constexpr int64_t kDay = 86'400'000;
-constexpr int64_t kHour = 3'600'000;
-constexpr int64_t kMar1 = 1709222400000;      // 2024-03-01T00:00:00+08:00
 constexpr int64_t kApr1 = 1711900800000;      // 2024-04-01T00:00:00+08:00
 constexpr int64_t kDec31 = 1735574400000;     // 2024-12-31T00:00:00+08:00
 constexpr int64_t kJan2024 = 1704038400000;   // 2024-01-01T00:00:00+08:00

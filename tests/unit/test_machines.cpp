@@ -13,9 +13,6 @@ using cdp::Engine;
 
 namespace {
 
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00 (a Friday)
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
 
 std::string Mobile(int i) { return "\"mobile\":\"139" + std::to_string(10000000 + i) + "\""; }
 

@@ -20,9 +20,6 @@ using cdp::Engine;
 
 namespace {
 
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
-constexpr int64_t kHour = 3600000;
-constexpr int64_t kDay = 86400000;
 constexpr int64_t kFeb1 = kMar1 - 29 * kDay;  // 2024 is a leap year
 constexpr int64_t kApr1 = kMar1 + 31 * kDay;
 

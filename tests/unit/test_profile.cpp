@@ -17,8 +17,6 @@ using cdp::ProfileView;
 namespace {
 
 // 2024-03-01 00:00 in Asia/Shanghai (UTC+8) is 2024-02-29 16:00 UTC.
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
-constexpr int64_t kDay = 86400000;
 
 std::string PersonDoc(Engine& e, uint64_t oneid) {
   auto r = e.PersonJson(oneid, false);

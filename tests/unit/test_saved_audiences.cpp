@@ -18,10 +18,9 @@ using namespace cdptest;
 namespace {
 
 constexpr int64_t kT = 1700000000000;  // 2023-11-14
-constexpr int64_t kMinute = 60000;
 
 std::string Vip(int minute, std::string_view ids) {
-  return Rec("crm", kT + minute * kMinute, ids, R"("attrs":{"vip":true})") + "\n";
+  return Rec("crm", kT + minute * kMin, ids, R"("attrs":{"vip":true})") + "\n";
 }
 
 constexpr std::string_view kVip = R"({"expr":"attrs.vip == true"})";
@@ -71,7 +70,7 @@ TEST_CASE("saved audiences: a member absorbed by a merge left, a newcomer in its
 TEST_CASE("saved audiences: a merge of a member into a non-member keeps one member") {
   auto e = OpenEngine();
   Ingest(*e, Vip(0, R"("mobile":"13910000001")") +
-                 Rec("pos", kT + kMinute, R"("email":"n@x.com")", R"("attrs":{"vip":false})") + "\n");
+                 Rec("pos", kT + kMin, R"("email":"n@x.com")", R"("attrs":{"vip":false})") + "\n");
   REQUIRE(e->SaveAudience("vip", kVip).ok());
   CHECK(Recount(*e, "vip") == Counted{1, 1, 0});
   // The survivor's latest vip is the member's (time 2 beats time 1), so it matches. One

@@ -15,7 +15,6 @@ using namespace cdptest;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
 constexpr int64_t kJul1 = 1688140800000 - 8 * 3600000;  // 2023-07-01T00:00:00+08:00
 
 std::string Generated(int from, int to) {

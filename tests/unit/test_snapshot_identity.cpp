@@ -15,7 +15,6 @@ using cdp::NodeId;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
 constexpr int64_t kT0 = 1700000000000;
 
 std::string Mobile(int i) { return "1370000" + std::to_string(1000 + i); }

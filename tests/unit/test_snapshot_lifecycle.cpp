@@ -19,8 +19,6 @@ using namespace cdptest;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
 
 // The bundled records in time order, one batch.
 std::string Records() { return Join(BundledLines()); }

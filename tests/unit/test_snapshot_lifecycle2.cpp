@@ -21,9 +21,6 @@ using namespace cdptest;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
-constexpr int64_t kMin = 60000;
 // 2024-01-20T00:00:00+08:00, two weeks after the last bundled record.
 constexpr int64_t kT = 1705680000000;
 

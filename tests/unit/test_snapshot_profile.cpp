@@ -26,7 +26,6 @@ using cdp::ProfileView;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
 constexpr int64_t kJun2023 = 1685548800000;  // 2023-06-01T00:00:00+08:00
 constexpr int64_t kJun2025 = 1748707200000;  // 2025-06-01T00:00:00+08:00
 

@@ -18,8 +18,6 @@ using cdp::TagEngine;
 
 namespace {
 
-constexpr int64_t kDay = 86400000;
-constexpr int64_t kHour = 3600000;
 
 // Beside the bundled tags (rule, statistic, score, import, rfm by thresholds): the kinds
 // and options they leave out, several of them time-dependent (windows, half-lives,

@@ -11,7 +11,6 @@ using namespace cdptest;
 
 namespace {
 
-constexpr int64_t kMar1 = 1709222400000;  // 2024-03-01T00:00:00+08:00
 constexpr int64_t kLast = 253402300799999;  // 9999-12-31T23:59:59.999Z
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
 
