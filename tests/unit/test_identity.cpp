@@ -178,13 +178,22 @@ TEST_CASE("weighted matching: weak identifiers link a new mobile once their weig
   CHECK(Resolve(*e, "mobile", "13900139003") != Resolve(*e, "mobile", "13900139001"));
 }
 
+namespace {
+
+// A store's phone typed in for n walk-in customers who also give their member numbers
+// (W0, W1, ...), a day apart: the phone joins n persons, so it is quarantined.
+std::string WalkIns(int n) {
+  std::vector<std::string> recs;
+  for (int i = 0; i < n; ++i)
+    recs.push_back(Rec("pos", kT0 + i * kDay, "\"mobile\":\"13911112222\",\"member_no\":\"W" + std::to_string(i) + "\""));
+  return Join(recs);
+}
+
+}  // namespace
+
 TEST_CASE("an identifier refused with more than quarantine_after persons is quarantined and detached") {
   auto e = OpenEngine(R"({"quarantine_after":5})");
-  // A store's phone typed in for walk-in customers who also give their member number.
-  std::vector<std::string> recs;
-  for (int i = 0; i < 12; ++i)
-    recs.push_back(Rec("pos", kT0 + i * kDay, "\"mobile\":\"13911112222\",\"member_no\":\"W" + std::to_string(i) + "\""));
-  Json rep(Ingest(*e, Join(recs)));
+  Json rep(Ingest(*e, WalkIns(12)));
   CHECK(U(rep["quarantined"]) == 1);
   auto q = FeedOf(*e, "identifier_quarantined");
   REQUIRE(q.size() == 1);  // reported once
@@ -430,10 +439,7 @@ TEST_CASE("a quarantined identifier that was removed comes back quarantined, by 
   // Found by fuzz_api: reviving such an identifier gave it a person, so a OneID counted
   // in stats that no listing showed.
   auto e = OpenEngine(R"({"quarantine_after":2})");
-  std::vector<std::string> recs;
-  for (int i = 0; i < 4; ++i)
-    recs.push_back(Rec("pos", kT0 + i * kDay, "\"mobile\":\"13911112222\",\"member_no\":\"W" + std::to_string(i) + "\""));
-  Json rep(Ingest(*e, Join(recs)));
+  Json rep(Ingest(*e, WalkIns(4)));
   REQUIRE(U(rep["quarantined"]) == 1);
   REQUIRE(e->RemoveIdentifier("mobile", "13911112222").ok());
   auto listed = [&] {
